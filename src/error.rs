@@ -1,0 +1,188 @@
+//! The one error type, and the one place that turns it into a status and an OData body.
+//!
+//! Every failure of a request ends here, so a caller always gets Graph's error shape
+//! (`{"error": {"code", "message", "innerError"}}`) with a fix in the message, and
+//! never an upstream body, a secret or an `anyhow` chain (spin-sdk would put that text
+//! in a 500 body). `Display` is the message; it never contains a secret.
+
+use std::fmt;
+
+/// Everything that can stop a request, with the facts needed to explain it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Malformed JSON, wrong types, unknown or missing fields (400).
+    InvalidRequest(String),
+    /// A user id fails the identifier rules; the text names the rule (400).
+    InvalidUserId(String),
+    /// Missing or wrong caller credential (401).
+    Unauthenticated(String),
+    /// No route for this path (404).
+    NotFound,
+    /// A known path with another method (405); `allow` lists the methods it takes.
+    MethodNotAllowed { allow: &'static str },
+    /// Body over the size limit (413).
+    PayloadTooLarge(String),
+    /// A body that is not JSON (415).
+    UnsupportedMediaType(String),
+    /// Required settings missing or malformed, named, never their values (500).
+    Configuration(String),
+    /// The identity platform refused the credentials or could not be used (502).
+    TokenRequestFailed(String),
+    /// Graph answered 403: its message plus the fix (403).
+    GraphForbidden { graph_message: String },
+    /// Graph answered 404 for this user (404).
+    UserNotFound { user: String },
+    /// Graph is throttling (429); `retry_after` in seconds, passed on.
+    Throttled { retry_after: Option<u64> },
+    /// Graph answered 503/504 or could not be reached (503).
+    GraphUnavailable { detail: String, retry_after: Option<u64> },
+    /// Any other unexpected Graph answer (502); described, never echoed raw.
+    GraphError(String),
+}
+
+impl Error {
+    /// The HTTP status this error answers with (SPEC.md, "Responses").
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::InvalidRequest(_) | Error::InvalidUserId(_) => 400,
+            Error::Unauthenticated(_) => 401,
+            Error::GraphForbidden { .. } => 403,
+            Error::NotFound | Error::UserNotFound { .. } => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::PayloadTooLarge(_) => 413,
+            Error::UnsupportedMediaType(_) => 415,
+            Error::Throttled { .. } => 429,
+            Error::Configuration(_) => 500,
+            Error::TokenRequestFailed(_) | Error::GraphError(_) => 502,
+            Error::GraphUnavailable { .. } => 503,
+        }
+    }
+
+    /// The stable, machine-readable `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "invalidRequest",
+            Error::InvalidUserId(_) => "invalidUserId",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::NotFound => "notFound",
+            Error::MethodNotAllowed { .. } => "methodNotAllowed",
+            Error::PayloadTooLarge(_) => "payloadTooLarge",
+            Error::UnsupportedMediaType(_) => "unsupportedMediaType",
+            Error::Configuration(_) => "configurationError",
+            Error::TokenRequestFailed(_) => "tokenRequestFailed",
+            Error::GraphForbidden { .. } => "graphForbidden",
+            Error::UserNotFound { .. } => "userNotFound",
+            Error::Throttled { .. } => "throttled",
+            Error::GraphUnavailable { .. } => "graphUnavailable",
+            Error::GraphError(_) => "graphError",
+        }
+    }
+
+    /// Headers the status needs besides the JSON content type.
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::Unauthenticated(_) => vec![(
+                "www-authenticate",
+                r#"APIKey realm="graph-revoke", header="x-api-key""#.to_string(),
+            )],
+            Error::MethodNotAllowed { allow } => vec![("allow", allow.to_string())],
+            Error::Throttled { retry_after: Some(s) }
+            | Error::GraphUnavailable { retry_after: Some(s), .. } => {
+                vec![("retry-after", s.to_string())]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidRequest(m)
+            | Error::InvalidUserId(m)
+            | Error::Unauthenticated(m)
+            | Error::PayloadTooLarge(m)
+            | Error::UnsupportedMediaType(m)
+            | Error::Configuration(m)
+            | Error::TokenRequestFailed(m)
+            | Error::GraphError(m) => f.write_str(m),
+            Error::NotFound => f.write_str(
+                "No such route. Use POST /revoke, POST /users/{userId}/revokeSignInSessions or GET /healthz.",
+            ),
+            Error::MethodNotAllowed { allow } => {
+                write!(f, "This route accepts only {allow}.")
+            }
+            Error::GraphForbidden { graph_message } => write!(
+                f,
+                "Graph refused the revocation: \"{graph_message}\". Fix: grant the app registration the \
+                 application permission User.RevokeSessions.All and grant admin consent; revoking a \
+                 privileged user (an administrator) also needs the app to hold a directory role that \
+                 may manage that user, such as Privileged Authentication Administrator."
+            ),
+            Error::UserNotFound { user } => write!(
+                f,
+                "Graph found no user '{user}' in this tenant. Check the object id or userPrincipalName, \
+                 and that tenant_id names the user's tenant."
+            ),
+            Error::Throttled { retry_after } => match retry_after {
+                Some(s) => write!(f, "Graph is throttling requests; retry after {s} seconds."),
+                None => f.write_str("Graph is throttling requests; retry later."),
+            },
+            Error::GraphUnavailable { detail, retry_after } => match retry_after {
+                Some(s) => write!(f, "Graph is unavailable ({detail}); retry after {s} seconds."),
+                None => write!(f, "Graph is unavailable ({detail}); retry later."),
+            },
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_the_status_of_the_spec_table() {
+        let table: Vec<(Error, u16, &str)> = vec![
+            (Error::InvalidRequest("x".into()), 400, "invalidRequest"),
+            (Error::InvalidUserId("x".into()), 400, "invalidUserId"),
+            (Error::Unauthenticated("x".into()), 401, "unauthenticated"),
+            (Error::GraphForbidden { graph_message: "m".into() }, 403, "graphForbidden"),
+            (Error::UserNotFound { user: "u".into() }, 404, "userNotFound"),
+            (Error::NotFound, 404, "notFound"),
+            (Error::MethodNotAllowed { allow: "GET" }, 405, "methodNotAllowed"),
+            (Error::PayloadTooLarge("x".into()), 413, "payloadTooLarge"),
+            (Error::UnsupportedMediaType("x".into()), 415, "unsupportedMediaType"),
+            (Error::Throttled { retry_after: None }, 429, "throttled"),
+            (Error::Configuration("x".into()), 500, "configurationError"),
+            (Error::TokenRequestFailed("x".into()), 502, "tokenRequestFailed"),
+            (Error::GraphError("x".into()), 502, "graphError"),
+            (Error::GraphUnavailable { detail: "d".into(), retry_after: None }, 503, "graphUnavailable"),
+        ];
+        for (error, status, code) in table {
+            assert_eq!(error.status(), status, "{error:?}");
+            assert_eq!(error.code(), code, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn graph_forbidden_names_the_permission_and_privileged_targets() {
+        let text = Error::GraphForbidden { graph_message: "Insufficient privileges".into() }.to_string();
+        assert!(text.contains("Insufficient privileges"));
+        assert!(text.contains("User.RevokeSessions.All"));
+        assert!(text.contains("admin consent"));
+        assert!(text.contains("Privileged Authentication Administrator"));
+    }
+
+    #[test]
+    fn headers_follow_the_status() {
+        assert_eq!(
+            Error::Throttled { retry_after: Some(7) }.extra_headers(),
+            vec![("retry-after", "7".to_string())]
+        );
+        assert_eq!(Error::MethodNotAllowed { allow: "POST" }.extra_headers()[0].0, "allow");
+        assert_eq!(Error::Unauthenticated("x".into()).extra_headers()[0].0, "www-authenticate");
+        assert!(Error::Throttled { retry_after: None }.extra_headers().is_empty());
+    }
+}

@@ -1,0 +1,181 @@
+//! The Graph call: `POST {graph}/v1.0/users/{id}/revokeSignInSessions`, and what its answer means.
+//!
+//! Success is lenient (any 2xx, with any body): once Graph has revoked, we never
+//! report a failure. Failures are mapped to the SPEC's codes; Graph's own text is
+//! passed on only for 403, where it tells the operator which permission is missing.
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::outbound::{OutboundRequest, OutboundResponse, TransportError};
+use crate::secret::Secret;
+use crate::user_id::UserId;
+
+/// Longest piece of Graph's message we pass on (a 403's explanation is one sentence).
+const MAX_GRAPH_MESSAGE: usize = 300;
+
+/// A successful revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Graph's boolean (`true` when Graph sent no JSON boolean: 204 or another body).
+    pub value: bool,
+}
+
+/// The revoke request for one user.
+pub fn revoke_request(graph_base_url: &str, user: &UserId, token: &Secret, client_request_id: &str) -> OutboundRequest {
+    OutboundRequest {
+        method: "POST",
+        url: format!("{graph_base_url}/v1.0/users{}/revokeSignInSessions", user.path_segment()),
+        headers: vec![
+            ("authorization", format!("Bearer {}", token.expose())),
+            ("accept", "application/json".into()),
+            ("client-request-id", client_request_id.into()),
+        ],
+        body: Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct GraphError {
+    error: GraphErrorBody,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// Reads Graph's answer to a revoke.
+pub fn read_revoke_response(response: &OutboundResponse, user: &UserId) -> Result<Revoked, Error> {
+    let status = response.status;
+    if (200..300).contains(&status) {
+        let value = serde_json::from_slice::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|v| v.get("value").and_then(serde_json::Value::as_bool))
+            .unwrap_or(true);
+        return Ok(Revoked { value });
+    }
+    let error = serde_json::from_slice::<GraphError>(&response.body).ok().map(|e| e.error);
+    let code = error.as_ref().and_then(|e| e.code.as_deref()).and_then(safe_code);
+    match status {
+        404 => Err(Error::UserNotFound { user: user.to_string() }),
+        403 => Err(Error::GraphForbidden {
+            graph_message: error
+                .and_then(|e| e.message)
+                .map(|m| printable(&m))
+                .unwrap_or_else(|| "no message".into()),
+        }),
+        429 => Err(Error::Throttled { retry_after: response.retry_after_seconds() }),
+        503 | 504 => Err(Error::GraphUnavailable {
+            detail: format!("Graph answered {status}"),
+            retry_after: response.retry_after_seconds(),
+        }),
+        401 => Err(Error::GraphError(format!(
+            "Graph rejected the access token (401{}); check that graph_base_url and login_base_url \
+             belong to the same cloud.",
+            code.map(|c| format!(" {c}")).unwrap_or_default()
+        ))),
+        _ => Err(Error::GraphError(format!(
+            "Graph answered {status}{}, which graph-revoke does not expect{}.",
+            code.map(|c| format!(" ({c})")).unwrap_or_default(),
+            response
+                .header("request-id")
+                .and_then(safe_code)
+                .map(|id| format!("; Graph request-id {id}"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// Graph could not be reached.
+pub fn transport_failure(error: &TransportError) -> Error {
+    Error::GraphUnavailable { detail: format!("could not reach Graph: {error}"), retry_after: None }
+}
+
+/// An error code or request id, only if it looks like one (letters, digits, `_ - .`):
+/// anything else from upstream is not echoed.
+fn safe_code(text: &str) -> Option<&str> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    ok.then_some(text)
+}
+
+/// Graph's message without control characters, cut to [`MAX_GRAPH_MESSAGE`] characters.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(MAX_GRAPH_MESSAGE).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserId {
+        UserId::parse("adele@contoso.com").unwrap()
+    }
+
+    fn answer(status: u16, body: &str) -> OutboundResponse {
+        OutboundResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn the_request_puts_the_encoded_id_in_the_path_and_the_token_in_a_header() {
+        let guest = UserId::parse("a_b.com#EXT#@contoso.com").unwrap();
+        let request = revoke_request("https://graph.microsoft.com", &guest, &Secret::new("tok"), "cid");
+        assert_eq!(request.url, "https://graph.microsoft.com/v1.0/users/a_b.com%23EXT%23@contoso.com/revokeSignInSessions");
+        assert_eq!(request.header("authorization"), Some("Bearer tok"));
+        assert_eq!(request.header("client-request-id"), Some("cid"));
+        assert!(!format!("{request:?}").contains("tok\""));
+    }
+
+    #[test]
+    fn any_success_counts() {
+        assert_eq!(read_revoke_response(&answer(200, r#"{"value":true}"#), &user()), Ok(Revoked { value: true }));
+        assert_eq!(read_revoke_response(&answer(200, ""), &user()), Ok(Revoked { value: true }));
+        assert_eq!(read_revoke_response(&answer(200, "ok"), &user()), Ok(Revoked { value: true }));
+        assert_eq!(read_revoke_response(&answer(204, ""), &user()), Ok(Revoked { value: true }));
+        assert_eq!(read_revoke_response(&answer(200, r#"{"value":false}"#), &user()), Ok(Revoked { value: false }));
+    }
+
+    #[test]
+    fn failures_map_to_the_spec_codes() {
+        let code = |status, body| read_revoke_response(&answer(status, body), &user()).unwrap_err().code();
+        assert_eq!(code(404, r#"{"error":{"code":"Request_ResourceNotFound","message":"x"}}"#), "userNotFound");
+        assert_eq!(code(403, r#"{"error":{"code":"Authorization_RequestDenied","message":"x"}}"#), "graphForbidden");
+        assert_eq!(code(429, ""), "throttled");
+        assert_eq!(code(503, ""), "graphUnavailable");
+        assert_eq!(code(504, ""), "graphUnavailable");
+        assert_eq!(code(400, r#"{"error":{"code":"Request_BadRequest","message":"x"}}"#), "graphError");
+        assert_eq!(code(500, "<html>boom</html>"), "graphError");
+        assert_eq!(code(302, ""), "graphError");
+    }
+
+    #[test]
+    fn only_a_403_passes_graph_text_on() {
+        let forbidden = read_revoke_response(
+            &answer(403, r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.\r\n"}}"#),
+            &user(),
+        )
+        .unwrap_err();
+        assert!(forbidden.to_string().contains("\"Insufficient privileges to complete the operation.\""));
+        let bad = read_revoke_response(
+            &answer(400, r#"{"error":{"code":"Request_BadRequest","message":"secret internals"}}"#),
+            &user(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("Request_BadRequest") && !bad.contains("internals"));
+        let html = read_revoke_response(&answer(500, r#"{"error":{"code":"<script>","message":"m"}}"#), &user())
+            .unwrap_err()
+            .to_string();
+        assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn retry_after_is_passed_on() {
+        let mut throttled = answer(429, "");
+        throttled.headers.push(("retry-after".into(), "7".into()));
+        assert_eq!(read_revoke_response(&throttled, &user()), Err(Error::Throttled { retry_after: Some(7) }));
+    }
+}

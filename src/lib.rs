@@ -1,0 +1,49 @@
+//! graph-revoke: a Spin component that revokes a Microsoft Entra ID user's sign-in
+//! sessions through Microsoft Graph (`POST /users/{id}/revokeSignInSessions`, the
+//! call behind `Revoke-MgUserSignInSession`). The contract is `SPEC.md`.
+//!
+//! # Layout
+//! A functional core (everything but `host` and `handler` is pure and unit-tested
+//! natively) inside a thin imperative shell.
+//!
+//! - `handler`: the wasi:http edge: reads the request (body size-capped), writes the reply and the log line.
+//! - `service`: the flow of one request: route, settings, caller, input, token, Graph.
+//! - `route`: which route a method and path name.
+//! - `settings`: Spin variables parsed and checked; what `/healthz` reports.
+//! - `caller_auth`: the caller's API key, compared in constant time.
+//! - `request_body`: content type, query and JSON body rules.
+//! - `user_id`: the identifier rules and the one function that puts an id in a URL.
+//! - `guid`: GUIDs in the `8-4-4-4-12` shape.
+//! - `token`: the client-credentials request and what its answer means.
+//! - `graph`: the revoke request and what Graph's answer means.
+//! - `outbound`: outbound requests and responses as plain values.
+//! - `error`: the one error enum, its status and code.
+//! - `response`: JSON replies: success, health, Graph's OData error shape.
+//! - `log`: the one JSON log line per request.
+//! - `secret`: secrets with a redacted `Debug`.
+//! - `host`: the only module that touches the host (variables, HTTP, clock, random, stdout).
+
+mod caller_auth;
+mod error;
+mod graph;
+mod guid;
+mod handler;
+mod host;
+mod log;
+mod outbound;
+mod request_body;
+mod response;
+mod route;
+mod secret;
+mod service;
+mod settings;
+mod token;
+mod user_id;
+
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+
+/// The component's entry point: one request, one reply, one log line.
+#[spin_sdk::http_component]
+async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    handler::handle(request, response_out).await
+}

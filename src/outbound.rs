@@ -1,0 +1,64 @@
+//! Outbound HTTP as plain values: what to send and what came back.
+//!
+//! The token and Graph modules build [`OutboundRequest`]s and read
+//! [`OutboundResponse`]s without touching the host, so they are unit-tested natively;
+//! only [`crate::host`] turns these into wasi:http calls.
+
+use std::fmt;
+
+/// A request to the identity platform or Graph.
+pub struct OutboundRequest {
+    pub method: &'static str,
+    /// Absolute URL; its origin is one of the two configured base URLs.
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// `Debug` shows only method and URL: headers carry the bearer token, and the token
+/// request's body carries the client secret.
+impl fmt::Debug for OutboundRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} [headers and body redacted]", self.method, self.url)
+    }
+}
+
+#[cfg(test)]
+impl OutboundRequest {
+    /// The value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl OutboundResponse {
+    /// The first value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Whole seconds from `Retry-After`, when it holds them.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.header("retry-after")?.trim().parse().ok()
+    }
+}
+
+/// The request never got an answer: the host could not connect, or refused to send.
+/// The text is the host's error code, never a body or a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError(pub String);
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -1,0 +1,85 @@
+//! Settings as Spin gives them: the real `spin.toml`, its defaults, required
+//! variables, and the outbound hosts it allows.
+
+mod common;
+
+use common::*;
+use graph_revoke_test_host::{Component, Manifest, TestApp, TestRequest};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_required_variable_stops_the_app_from_starting() {
+    let manifest = Manifest::load_default().unwrap();
+    for missing in ["tenant_id", "client_id"] {
+        let vars = [("tenant_id", TENANT), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("api_keys", API_KEY)];
+        let vars: Vec<_> = vars.into_iter().filter(|(n, _)| *n != missing).collect();
+        let error = TestApp::start(Component::shared().unwrap(), &manifest, &vars).err().expect("start refused");
+        assert!(error.to_string().contains(missing), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_client_secret_is_named_by_health_and_by_revoke() {
+    let env = start_with(&[("client_secret", None)]).await;
+    let health = env.send(TestRequest::get("/healthz")).await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json(), json!({ "status": "misconfigured", "missing": ["client_secret"] }));
+    let message = assert_error(&env.send(revoke("adele@contoso.com")).await, 500, "configurationError");
+    assert!(message.contains("client_secret"), "{message}");
+    assert_eq!(env.outbound_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_names_every_missing_or_malformed_variable_and_no_value() {
+    let env = start_with(&[("client_secret", None), ("api_keys", None), ("max_users", Some("many")), ("tenant_id", Some("not a tenant"))]).await;
+    let health = env.send(TestRequest::get("/healthz")).await;
+    assert_eq!(health.status, 503);
+    assert_eq!(
+        health.json(),
+        json!({ "status": "misconfigured", "missing": ["client_secret", "api_keys"], "invalid": ["tenant_id", "max_users"] })
+    );
+    assert!(!health.text().contains("many") && !health.text().contains("not a tenant"));
+    assert_eq!(env.outbound_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifest_defaults_point_at_the_public_cloud() {
+    // Without the two base URLs the component uses spin.toml's defaults, and the
+    // manifest allows them; the test host keeps the request off the network.
+    let env = start_with(&[("login_base_url", None), ("graph_base_url", None)]).await;
+    let response = env.app.send(revoke("adele@contoso.com")).await.unwrap();
+    assert_nothing_leaked(&response);
+    assert!(env.app.denied_outbound().is_empty());
+    assert_eq!(
+        env.app.kept_off_network(),
+        vec![format!("https://login.microsoftonline.com:443/{TENANT}/oauth2/v2.0/token")]
+    );
+    let message = assert_error(&response, 502, "tokenRequestFailed");
+    assert!(message.contains("login_base_url"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_the_manifest_does_not_declare_reads_as_missing() {
+    // Drop graph_base_url from the component's variables, as a careless edit would.
+    let text = Manifest::load_default().unwrap().text().replace("graph_base_url = \"{{ graph_base_url }}\"\n", "");
+    let manifest = Manifest::from_str(&text).unwrap();
+    let env = start_with_manifest(&manifest, &[]).await;
+    let message = assert_error(&env.send(revoke("adele@contoso.com")).await, 500, "configurationError");
+    assert!(message.contains("graph_base_url"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_calls_go_only_to_hosts_the_manifest_allows() {
+    // A manifest that allows only the login host: the Graph call is refused by the host.
+    let text = Manifest::load_default().unwrap().text().replace(
+        "allowed_outbound_hosts = [\"{{ login_base_url }}\", \"{{ graph_base_url }}\"]",
+        "allowed_outbound_hosts = [\"{{ login_base_url }}\"]",
+    );
+    assert_ne!(text, Manifest::load_default().unwrap().text(), "the manifest line moved; update this test");
+    let env = start_with_manifest(&Manifest::from_str(&text).unwrap(), &[]).await;
+    let response = env.app.send(revoke("adele@contoso.com")).await.unwrap();
+    assert_nothing_leaked(&response);
+    assert_eq!(env.app.denied_outbound().len(), 1);
+    assert_eq!(env.graph.calls().len(), 0);
+    assert_error(&response, 503, "graphUnavailable");
+}

@@ -1,0 +1,203 @@
+//! The compiled component: one `Engine`, one compilation, one pre-linked `ProxyPre`.
+//!
+//! Compiling the component with Cranelift is by far the most expensive step of a test
+//! (about a second unoptimised), while instantiating a pre-linked component costs
+//! microseconds. So a test binary compiles once ([`Component::shared`]) and every request
+//! instantiates afresh from the shared [`ProxyPre`], as Spin does.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::bindings::HostServices;
+use crate::manifest::workspace_root;
+use crate::state::HostState;
+
+/// How often the engine's epoch advances. A running guest yields to the async executor
+/// at every tick and checks its request deadline, so a spinning guest can be stopped.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// A compiled and linked `graph-revoke` component (or any `wasi:http` component with the
+/// same imports).
+pub struct Component {
+    path: PathBuf,
+    size: u64,
+    engine: Engine,
+    component: wasmtime::component::Component,
+    pub(crate) pre: ProxyPre<HostState>,
+}
+
+impl Component {
+    /// The release build of the component, compiled once per process and shared.
+    ///
+    /// The file is `$GRAPH_REVOKE_WASM` if set, else
+    /// `$CARGO_TARGET_DIR/wasm32-wasip2/release/graph_revoke.wasm` if that variable is
+    /// set, else `<workspace>/target/wasm32-wasip2/release/graph_revoke.wasm`.
+    pub fn shared() -> Result<Arc<Component>> {
+        static SHARED: OnceLock<Result<Arc<Component>, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let path = default_path();
+                warn_if_stale(&path);
+                Component::load(&path)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .clone()
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// Compiles and links the component at `path` (uncached).
+    pub fn load(path: &Path) -> Result<Component> {
+        if !path.is_file() {
+            bail!(
+                "component {} not found: build it first with \
+                 `cargo build --target wasm32-wasip2 --release` at the workspace root \
+                 (or run the repository's test script), or point GRAPH_REVOKE_WASM at a .wasm file",
+                path.display()
+            );
+        }
+        let size = std::fs::metadata(path)?.len();
+        let engine = new_engine()?;
+        let component = wasmtime::component::Component::from_file(&engine, path)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot compile {}", path.display()))?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        HostServices::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(ProxyPre::new)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                let imports: Vec<String> = component
+                    .component_type()
+                    .imports(&engine)
+                    .map(|(name, _)| name.to_string())
+                    .collect();
+                format!(
+                    "the test host cannot run {}; it provides WASI 0.2, wasi:http, \
+                     wasi:config/store and wasi:keyvalue/store; the component imports {imports:?}",
+                    path.display()
+                )
+            })?;
+
+        start_epoch_ticker(&engine);
+        Ok(Component {
+            path: path.to_path_buf(),
+            size,
+            engine,
+            component,
+            pre,
+        })
+    }
+
+    /// Names of the component's imports, e.g. `wasi:http/outgoing-handler@0.2.6`.
+    pub fn imports(&self) -> Vec<String> {
+        self.component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Names of the component's exports, e.g. `wasi:http/incoming-handler@0.2.0`.
+    pub fn exports(&self) -> Vec<String> {
+        self.component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Size of the `.wasm` file in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.size
+    }
+
+    /// The `.wasm` file this was compiled from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+fn new_engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // Lets a request deadline interrupt a guest that computes forever.
+    config.epoch_interruption(true);
+    Ok(Engine::new(&config)?)
+}
+
+/// Advances the engine's epoch until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("test-host-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("cannot start the epoch ticker thread");
+}
+
+fn default_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("GRAPH_REVOKE_WASM") {
+        return PathBuf::from(path);
+    }
+    let root = workspace_root();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    };
+    target.join("wasm32-wasip2/release/graph_revoke.wasm")
+}
+
+/// Warns when the component's sources are newer than the `.wasm`: `cargo test` does not
+/// rebuild the component, and a stale one makes tests fail (or pass) for the wrong reason.
+fn warn_if_stale(wasm: &Path) {
+    if std::env::var_os("GRAPH_REVOKE_WASM").is_some() {
+        return;
+    }
+    let Ok(built) = std::fs::metadata(wasm).and_then(|m| m.modified()) else {
+        return;
+    };
+    let root = workspace_root();
+    let newest = ["src", "wit", "Cargo.toml"]
+        .iter()
+        .filter_map(|p| newest_mtime(&root.join(p)))
+        .max();
+    if newest.is_some_and(|t| t > built) {
+        eprintln!(
+            "test host: warning: {} is older than the component's sources; \
+             rebuild it with `cargo build --target wasm32-wasip2 --release`",
+            wasm.display()
+        );
+    }
+}
+
+fn newest_mtime(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_file() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|entry| newest_mtime(&entry.ok()?.path()))
+        .max()
+}

@@ -1,0 +1,46 @@
+//! The data of one request's `Store`: everything the guest can reach through its imports.
+//!
+//! Spin builds this afresh for every request (new instance, new WASI context, empty
+//! resource table); only the key-value store outlives a request. The host does the same,
+//! so a test observes the component as Spin runs it: no state carried in guest memory.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::key_value::KeyValueAccess;
+use crate::outbound::OutboundPolicy;
+use crate::variables::Variables;
+
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    /// `allowed_outbound_hosts` enforcement; the `wasi:http` hooks.
+    pub(crate) outbound: OutboundPolicy,
+    /// Served by `wasi:config/store`.
+    pub(crate) variables: Arc<Variables>,
+    /// Served by `wasi:keyvalue/store`.
+    pub(crate) key_value: KeyValueAccess,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
