@@ -38,6 +38,8 @@ pub enum Error {
     GraphUnavailable { detail: String, retry_after: Option<u64> },
     /// Any other unexpected Graph answer (502); described, never echoed raw.
     GraphError(String),
+    /// The time budget ran out waiting for an answer (504); `budget_ms` is the setting.
+    UpstreamTimeout { budget_ms: u64 },
 }
 
 impl Error {
@@ -55,6 +57,7 @@ impl Error {
             Error::Configuration(_) => 500,
             Error::TokenRequestFailed(_) | Error::GraphError(_) => 502,
             Error::GraphUnavailable { .. } => 503,
+            Error::UpstreamTimeout { .. } => 504,
         }
     }
 
@@ -75,6 +78,7 @@ impl Error {
             Error::Throttled { .. } => "throttled",
             Error::GraphUnavailable { .. } => "graphUnavailable",
             Error::GraphError(_) => "graphError",
+            Error::UpstreamTimeout { .. } => "upstreamTimeout",
         }
     }
 
@@ -128,6 +132,11 @@ impl fmt::Display for Error {
                 Some(s) => write!(f, "Graph is throttling requests; retry after {s} seconds."),
                 None => f.write_str("Graph is throttling requests; retry later."),
             },
+            Error::UpstreamTimeout { budget_ms } => write!(
+                f,
+                "No answer from upstream within the time budget (time_budget_ms = {budget_ms}). \
+                 Revoking is idempotent: retry the request."
+            ),
             Error::GraphUnavailable { detail, retry_after } => match retry_after {
                 Some(s) => write!(f, "Graph is unavailable ({detail}); retry after {s} seconds."),
                 None => write!(f, "Graph is unavailable ({detail}); retry later."),
@@ -159,6 +168,7 @@ mod tests {
             (Error::TokenRequestFailed("x".into()), 502, "tokenRequestFailed"),
             (Error::GraphError("x".into()), 502, "graphError"),
             (Error::GraphUnavailable { detail: "d".into(), retry_after: None }, 503, "graphUnavailable"),
+            (Error::UpstreamTimeout { budget_ms: 1 }, 504, "upstreamTimeout"),
         ];
         for (error, status, code) in table {
             assert_eq!(error.status(), status, "{error:?}");

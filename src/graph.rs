@@ -7,9 +7,17 @@
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::outbound::{OutboundRequest, OutboundResponse, TransportError};
+use crate::outbound::{OutboundRequest, OutboundResponse};
+use crate::pipeline::{Failure, RetryPolicy};
+use crate::retry::{self, whole_seconds, MAX_RETRIES};
 use crate::secret::Secret;
 use crate::user_id::UserId;
+
+/// Graph calls are retried on 429, 503 and 504, at most [`MAX_RETRIES`] times.
+pub const RETRY_POLICY: RetryPolicy = RetryPolicy {
+    max_retries: MAX_RETRIES,
+    retryable: |answer| retry::is_retryable_status(answer.status),
+};
 
 /// Longest piece of Graph's message we pass on (a 403's explanation is one sentence).
 const MAX_GRAPH_MESSAGE: usize = 300;
@@ -66,11 +74,7 @@ pub fn read_revoke_response(response: &OutboundResponse, user: &UserId) -> Resul
                 .map(|m| printable(&m))
                 .unwrap_or_else(|| "no message".into()),
         }),
-        429 => Err(Error::Throttled { retry_after: response.retry_after_seconds() }),
-        503 | 504 => Err(Error::GraphUnavailable {
-            detail: format!("Graph answered {status}"),
-            retry_after: response.retry_after_seconds(),
-        }),
+        429 | 503 | 504 => Err(still_failing(status, response.retry_after_seconds())),
         401 => Err(Error::GraphError(format!(
             "Graph rejected the access token (401{}); check that graph_base_url and login_base_url \
              belong to the same cloud.",
@@ -88,9 +92,29 @@ pub fn read_revoke_response(response: &OutboundResponse, user: &UserId) -> Resul
     }
 }
 
-/// Graph could not be reached.
-pub fn transport_failure(error: &TransportError) -> Error {
-    Error::GraphUnavailable { detail: format!("could not reach Graph: {error}"), retry_after: None }
+/// Graph's `request-id`, if it looks like one (it is logged and returned).
+pub fn request_id(answer: &OutboundResponse) -> Option<String> {
+    answer.header("request-id").and_then(safe_code).map(str::to_string)
+}
+
+/// What the caller gets when the pipeline gave up on Graph.
+pub fn gave_up(failure: Failure, budget_ms: u64) -> Error {
+    match failure {
+        Failure::Exhausted { last, retry_after } => still_failing(last.status, Some(whole_seconds(retry_after))),
+        Failure::Unreachable { error, retry_after } => Error::GraphUnavailable {
+            retry_after: error.temporary.then(|| whole_seconds(retry_after)),
+            detail: format!("could not reach Graph: {error}"),
+        },
+        Failure::TimedOut => Error::UpstreamTimeout { budget_ms },
+    }
+}
+
+/// Throttled (429) or unavailable (503, 504), with the wait to pass on.
+fn still_failing(status: u16, retry_after: Option<u64>) -> Error {
+    match status {
+        429 => Error::Throttled { retry_after },
+        _ => Error::GraphUnavailable { detail: format!("Graph answered {status}"), retry_after },
+    }
 }
 
 /// An error code or request id, only if it looks like one (letters, digits, `_ - .`):

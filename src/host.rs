@@ -1,17 +1,26 @@
-//! The one module that touches the host: Spin variables, outbound HTTP, clock,
-//! randomness and stdout. Everything else is pure and runs natively in `cargo test`.
+//! The one module that touches the host: Spin variables, the key-value store, outbound
+//! HTTP, clocks, randomness and stdout. Everything else is pure and runs natively in
+//! `cargo test`.
 //!
 //! Interfaces are the standard WASI ones named in `wit/world.wit`
-//! (`wasi:config/store`, `wasi:http/outgoing-handler`, ...), reached through
-//! spin-sdk's generated bindings so the component carries one set of bindings.
+//! (`wasi:config/store`, `wasi:keyvalue/store`, `wasi:http/outgoing-handler`,
+//! `wasi:clocks/*`, ...), reached through spin-sdk's generated bindings (and the `wasi`
+//! crate spin-sdk's executor is built on), so the component carries one set of bindings.
 
-use std::time::SystemTime;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use spin_sdk::http::{Method, Request, Response, SendError};
+use futures::future::{self, Either};
+use spin_executor::CancelOnDropToken;
+use spin_sdk::http::{ErrorCode, Method, Request, Response, SendError};
 use spin_sdk::wit::wasi::config::store as config;
+use spin_sdk::wit::wasi::keyvalue::store as key_value;
+use wasi::clocks::monotonic_clock;
 
 use crate::guid::Guid;
-use crate::outbound::{OutboundRequest, OutboundResponse, TransportError};
+use crate::outbound::{OutboundRequest, OutboundResponse, SendFailure, TransportError};
 
 /// A Spin variable, through `wasi:config/store`. `Ok(None)`: not set or not declared.
 /// The host's error text is dropped: it could quote a secret store's answer.
@@ -19,9 +28,39 @@ pub fn variable(name: &str) -> Result<Option<String>, ()> {
     config::get(name).map_err(|_| ())
 }
 
-/// Sends one request through `wasi:http/outgoing-handler`. Redirects are not followed
-/// (wasi:http never does), so `Authorization` never leaves its origin.
-pub async fn send(request: OutboundRequest) -> Result<OutboundResponse, TransportError> {
+/// The Spin key-value store `default`, or nothing when the host has none: the token
+/// cache then simply misses, and every request fetches its own token.
+pub struct KeyValue(Option<key_value::Bucket>);
+
+impl KeyValue {
+    /// Opens `default`; a missing or refused store is not an error.
+    pub fn open_default() -> KeyValue {
+        KeyValue(key_value::open("default").ok())
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.as_ref()?.get(key).ok().flatten()
+    }
+
+    /// Best effort: a failed write costs a token request later, nothing else.
+    pub fn set(&self, key: &str, value: &[u8]) {
+        if let Some(bucket) = &self.0 {
+            let _ = bucket.set(key, value);
+        }
+    }
+
+    pub fn delete(&self, key: &str) {
+        if let Some(bucket) = &self.0 {
+            let _ = bucket.delete(key);
+        }
+    }
+}
+
+/// Sends one request through `wasi:http/outgoing-handler`, giving up after `timeout`
+/// (the rest of the time budget), so a hung upstream cannot hold the request.
+/// Redirects are not followed (wasi:http never does), so `Authorization` never leaves
+/// its origin.
+pub async fn send(request: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendFailure> {
     let method = match request.method {
         "GET" => Method::Get,
         _ => Method::Post,
@@ -34,12 +73,11 @@ pub async fn send(request: OutboundRequest) -> Result<OutboundResponse, Transpor
     for (name, value) in request.headers {
         builder.header(name, value);
     }
-    let response: Response = spin_sdk::http::send(builder.build()).await.map_err(|e| match e {
-        SendError::Http(code) => TransportError(format!("{code:?}")),
-        SendError::Io(e) => TransportError(format!("I/O error: {e:?}")),
-        SendError::RequestConversion(_) => TransportError("the request could not be built".into()),
-        SendError::ResponseConversion(_) => TransportError("the response could not be read".into()),
-    })?;
+    let sending = pin!(spin_sdk::http::send::<_, Response>(builder.build()));
+    let response = match future::select(sending, pin!(sleep(timeout))).await {
+        Either::Left((result, _)) => result.map_err(|e| SendFailure::Transport(transport_error(e)))?,
+        Either::Right(_) => return Err(SendFailure::TimedOut),
+    };
     Ok(OutboundResponse {
         status: *response.status(),
         headers: response
@@ -50,10 +88,88 @@ pub async fn send(request: OutboundRequest) -> Result<OutboundResponse, Transpor
     })
 }
 
+/// The host's reason, and whether it is worth another try: connection-level trouble
+/// is; a request the host denies (not in `allowed_outbound_hosts`) or cannot form is not.
+fn transport_error(error: SendError) -> TransportError {
+    match error {
+        SendError::Http(code) => TransportError {
+            temporary: matches!(
+                code,
+                ErrorCode::DnsTimeout
+                    | ErrorCode::DestinationUnavailable
+                    | ErrorCode::ConnectionRefused
+                    | ErrorCode::ConnectionTerminated
+                    | ErrorCode::ConnectionTimeout
+                    | ErrorCode::ConnectionReadTimeout
+                    | ErrorCode::ConnectionWriteTimeout
+                    | ErrorCode::ConnectionLimitReached
+                    | ErrorCode::HttpResponseIncomplete
+                    | ErrorCode::HttpResponseTimeout
+            ),
+            code: match code {
+                ErrorCode::HttpRequestDenied => "HttpRequestDenied: the host refused it; check allowed_outbound_hosts in spin.toml".into(),
+                code => format!("{code:?}"),
+            },
+        },
+        SendError::Io(e) => TransportError { code: format!("I/O error: {e:?}"), temporary: true },
+        SendError::RequestConversion(_) => TransportError { code: "the request could not be built".into(), temporary: false },
+        SendError::ResponseConversion(_) => TransportError { code: "the response could not be read".into(), temporary: true },
+    }
+}
+
+/// Waits on the host's monotonic clock (a wasi pollable the executor blocks on), so a
+/// wait costs no CPU.
+pub fn sleep(duration: Duration) -> Sleep {
+    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    Sleep { deadline: monotonic_clock::now().saturating_add(nanos), registration: None }
+}
+
+/// The future of [`sleep`].
+pub struct Sleep {
+    deadline: monotonic_clock::Instant,
+    /// Keeps the executor's wake-up registered; dropping it (a cancelled wait) unregisters.
+    registration: Option<CancelOnDropToken>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        if monotonic_clock::now() >= self.deadline {
+            self.registration = None;
+            return Poll::Ready(());
+        }
+        let pollable = monotonic_clock::subscribe_instant(self.deadline);
+        self.registration = Some(spin_executor::push_waker_and_get_token(pollable, context.waker().clone()).into());
+        Poll::Pending
+    }
+}
+
+/// Time on the host's monotonic clock, for budgets and durations.
+pub fn monotonic_now() -> Duration {
+    Duration::from_nanos(monotonic_clock::now())
+}
+
+/// Seconds since the Unix epoch, for token expiry shared across instances.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The wall-clock time, for HTTP-date `Retry-After` values.
+pub fn wall_now() -> SystemTime {
+    SystemTime::now()
+}
+
 /// A fresh random GUID, for a `client-request-id` the caller did not send.
 pub fn random_guid() -> Guid {
     let bytes = spin_sdk::wit::wasi::random0_2_6::random::get_random_bytes(16);
     Guid::from_random_bytes(bytes.try_into().unwrap_or([0; 16]))
+}
+
+/// A random number in `[0, 1)`, for backoff jitter.
+pub fn random_unit() -> f64 {
+    let n = spin_sdk::wit::wasi::random0_2_6::random::get_random_u64();
+    (n >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The wall-clock time, RFC 3339 UTC to the second, for logs and `innerError.date`.

@@ -17,11 +17,14 @@
 //! - `token`: the client-credentials request and what its answer means.
 //! - `graph`: the revoke request and what Graph's answer means.
 //! - `outbound`: outbound requests and responses as plain values.
+//! - `pipeline`: sends with `Retry-Attempt`, a budget timeout and the retry policy; the one place that waits.
+//! - `retry`: which answers to retry, `Retry-After`, backoff with jitter, the time budget.
+//! - `token_cache`: the cached Graph token's key, format and freshness.
 //! - `error`: the one error enum, its status and code.
 //! - `response`: JSON replies: success, health, Graph's OData error shape.
 //! - `log`: the one JSON log line per request.
 //! - `secret`: secrets with a redacted `Debug`.
-//! - `host`: the only module that touches the host (variables, HTTP, clock, random, stdout).
+//! - `host`: the only module that touches the host (variables, key-value, HTTP, clocks, random, stdout).
 
 mod caller_auth;
 mod error;
@@ -31,13 +34,16 @@ mod handler;
 mod host;
 mod log;
 mod outbound;
+mod pipeline;
 mod request_body;
 mod response;
+mod retry;
 mod route;
 mod secret;
 mod service;
 mod settings;
 mod token;
+mod token_cache;
 mod user_id;
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};

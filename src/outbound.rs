@@ -7,6 +7,7 @@
 use std::fmt;
 
 /// A request to the identity platform or Graph.
+#[derive(Clone)]
 pub struct OutboundRequest {
     pub method: &'static str,
     /// Absolute URL; its origin is one of the two configured base URLs.
@@ -32,7 +33,7 @@ impl OutboundRequest {
 }
 
 /// What came back.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboundResponse {
     pub status: u16,
     /// Header names in lower case.
@@ -52,13 +53,27 @@ impl OutboundResponse {
     }
 }
 
-/// The request never got an answer: the host could not connect, or refused to send.
-/// The text is the host's error code, never a body or a header.
+/// Why a request has no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransportError(pub String);
+pub enum SendFailure {
+    /// The host could not connect, or refused to send.
+    Transport(TransportError),
+    /// No answer within the time left in the budget.
+    TimedOut,
+}
+
+/// The request never got an answer: the host could not connect, or refused to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError {
+    /// The host's error code (e.g. `ConnectionRefused`), never a body or a header.
+    pub code: String,
+    /// Whether trying again may help (a refused connection may; a request the host
+    /// denies by policy never will).
+    pub temporary: bool,
+}
 
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.code)
     }
 }

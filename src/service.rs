@@ -6,12 +6,15 @@
 //! The body is read only once the caller is authenticated.
 
 use std::future::Future;
+use std::time::Duration;
 
 use crate::caller_auth::{authenticate, API_KEY_HEADER};
 use crate::error::Error;
 use crate::graph::{self, Revoked};
-use crate::host;
-use crate::outbound::{OutboundRequest, OutboundResponse, TransportError};
+use crate::host::{self, KeyValue};
+use crate::pipeline::{self, Budget, Failure};
+use crate::secret::Secret;
+use crate::token_cache;
 use crate::request_body::{check_content_type, check_graph_shaped_body, check_query, parse_revoke_body};
 use crate::response::{self, Correlation, Reply};
 use crate::route::{route, Route};
@@ -76,25 +79,57 @@ pub async fn serve(
     Ok(response::revoked(value, &warnings, &trace.correlation))
 }
 
-/// Token, then the revoke call.
+/// A token, then the revoke call; a Graph 401 gets one more try with a fresh token.
 async fn revoke(settings: &Settings, user: &UserId, trace: &mut Trace) -> Result<Revoked, Error> {
-    let client_request_id = trace.correlation.client_request_id.clone();
-    let answer = send(token::token_request(settings, &client_request_id), trace)
-        .await
-        .map_err(|e| token::transport_failure(&e))?;
-    let token = token::read_token_response(&answer)?;
-
-    let request = graph::revoke_request(&settings.graph_base_url, user, &token.value, &client_request_id);
-    let answer = send(request, trace).await.map_err(|e| graph::transport_failure(&e))?;
-    trace.correlation.graph_request_id = answer
-        .header("request-id")
-        .filter(|id| id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .map(str::to_string);
-    graph::read_revoke_response(&answer, user)
+    let budget = Budget::start(Duration::from_millis(settings.time_budget_ms));
+    let cache = KeyValue::open_default();
+    let mut token = match cached_token(settings, &cache) {
+        Some(token) => {
+            trace.token_from_cache = true;
+            token
+        }
+        None => fresh_token(settings, &cache, &budget, trace).await?,
+    };
+    let mut refreshed = false;
+    loop {
+        let request = graph::revoke_request(&settings.graph_base_url, user, &token, &trace.correlation.client_request_id);
+        let calls = &mut trace.outbound_calls;
+        let answer = pipeline::send(&request, &graph::RETRY_POLICY, &budget, || *calls += 1).await;
+        let answer = answer.map_err(|failure| {
+            if let Failure::Exhausted { last, .. } = &failure {
+                trace.correlation.graph_request_id = graph::request_id(last);
+            }
+            graph::gave_up(failure, settings.time_budget_ms)
+        })?;
+        trace.correlation.graph_request_id = graph::request_id(&answer);
+        if answer.status == 401 && !refreshed {
+            // The token was revoked or expired early: forget it, and try once more.
+            cache.delete(&token_cache::key(settings));
+            token = fresh_token(settings, &cache, &budget, trace).await?;
+            trace.token_from_cache = false;
+            refreshed = true;
+            continue;
+        }
+        return graph::read_revoke_response(&answer, user);
+    }
 }
 
-/// Sends and counts.
-async fn send(request: OutboundRequest, trace: &mut Trace) -> Result<OutboundResponse, TransportError> {
-    trace.outbound_calls += 1;
-    host::send(request).await
+/// The cached token, if there is a good one.
+fn cached_token(settings: &Settings, cache: &KeyValue) -> Option<Secret> {
+    let bytes = cache.get(&token_cache::key(settings))?;
+    token_cache::decode(&bytes, host::unix_now())
+}
+
+/// A new token from the identity platform, stored for the next requests.
+async fn fresh_token(settings: &Settings, cache: &KeyValue, budget: &Budget, trace: &mut Trace) -> Result<Secret, Error> {
+    let request = token::token_request(settings, &trace.correlation.client_request_id);
+    let calls = &mut trace.outbound_calls;
+    let answer = pipeline::send(&request, &token::RETRY_POLICY, budget, || *calls += 1)
+        .await
+        .map_err(|failure| token::gave_up(failure, settings.time_budget_ms))?;
+    let token = token::read_token_response(&answer)?;
+    if let Some(entry) = token_cache::encode(&token.value, token.expires_in, host::unix_now()) {
+        cache.set(&token_cache::key(settings), &entry);
+    }
+    Ok(token.value)
 }

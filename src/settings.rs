@@ -121,6 +121,22 @@ enum Field {
     Number(u64),
 }
 
+/// Settings for unit tests elsewhere in the crate: public cloud, a secret with characters
+/// that need form encoding.
+#[cfg(test)]
+pub(crate) fn example() -> Settings {
+    Settings {
+        tenant: "contoso.onmicrosoft.com".into(),
+        client_id: Guid::parse("11111111-2222-3333-4444-555555555555").unwrap(),
+        client_secret: Secret::new("a+b&c=d~e/f"),
+        api_keys: vec![],
+        graph_base_url: "https://graph.microsoft.com".into(),
+        login_base_url: "https://login.microsoftonline.com".into(),
+        time_budget_ms: 25000,
+        max_users: 100,
+    }
+}
+
 /// A tenant GUID (sent lower case) or a verified domain such as `contoso.onmicrosoft.com`.
 fn parse_tenant(text: &str) -> Result<String, String> {
     if let Some(guid) = Guid::parse(text) {

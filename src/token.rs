@@ -9,9 +9,21 @@
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::outbound::{OutboundRequest, OutboundResponse, TransportError};
+use crate::outbound::{OutboundRequest, OutboundResponse};
+use crate::pipeline::{Failure, RetryPolicy};
 use crate::secret::Secret;
 use crate::settings::Settings;
+
+/// The token endpoint gets one retry, on a 5xx or `temporarily_unavailable`; a
+/// credential error is never retried (it cannot fix itself, and retrying a wrong
+/// secret only adds sign-in failures to the tenant's logs).
+pub const RETRY_POLICY: RetryPolicy = RetryPolicy { max_retries: 1, retryable: is_temporary };
+
+fn is_temporary(answer: &OutboundResponse) -> bool {
+    answer.status >= 500
+        || serde_json::from_slice::<TokenAnswer>(&answer.body)
+            .is_ok_and(|a| a.error.as_deref() == Some("temporarily_unavailable"))
+}
 
 /// A bearer token for Graph.
 #[derive(Debug, Clone)]
@@ -92,11 +104,18 @@ pub fn read_token_response(response: &OutboundResponse) -> Result<AccessToken, E
     }
 }
 
-/// The token endpoint could not be reached.
-pub fn transport_failure(error: &TransportError) -> Error {
-    Error::TokenRequestFailed(format!(
-        "Could not reach the identity platform ({error}); check login_base_url and the network."
-    ))
+/// What the caller gets when the pipeline gave up on the token endpoint.
+pub fn gave_up(failure: Failure, budget_ms: u64) -> Error {
+    match failure {
+        Failure::Exhausted { last, .. } => Error::TokenRequestFailed(format!(
+            "The identity platform is temporarily unavailable (it answered {}); retry later.",
+            last.status
+        )),
+        Failure::Unreachable { error, .. } => Error::TokenRequestFailed(format!(
+            "Could not reach the identity platform ({error}); check login_base_url and the network."
+        )),
+        Failure::TimedOut => Error::UpstreamTimeout { budget_ms },
+    }
 }
 
 fn refusal(status: u16, answer: &TokenAnswer) -> Error {
@@ -119,19 +138,9 @@ fn refusal(status: u16, answer: &TokenAnswer) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guid::Guid;
 
     fn settings() -> Settings {
-        Settings {
-            tenant: "contoso.onmicrosoft.com".into(),
-            client_id: Guid::parse("11111111-2222-3333-4444-555555555555").unwrap(),
-            client_secret: Secret::new("a+b&c=d~e/f"),
-            api_keys: vec![],
-            graph_base_url: "https://graph.microsoft.com".into(),
-            login_base_url: "https://login.microsoftonline.com".into(),
-            time_budget_ms: 25000,
-            max_users: 100,
-        }
+        crate::settings::example()
     }
 
     fn answer(status: u16, body: &str) -> OutboundResponse {
@@ -187,6 +196,14 @@ mod tests {
     fn the_code_is_found_in_the_description_when_error_codes_is_absent() {
         let body = r#"{"error":"invalid_request","error_description":"AADSTS90002: Tenant 'x' not found."}"#;
         assert!(read_token_response(&answer(400, body)).unwrap_err().to_string().contains("AADSTS90002"));
+    }
+
+    #[test]
+    fn only_temporary_failures_are_retried() {
+        assert!(is_temporary(&answer(503, "")));
+        assert!(is_temporary(&answer(400, r#"{"error":"temporarily_unavailable"}"#)));
+        assert!(!is_temporary(&answer(401, r#"{"error":"invalid_client","error_codes":[7000215]}"#)));
+        assert!(!is_temporary(&answer(200, r#"{"access_token":"t"}"#)));
     }
 
     #[test]

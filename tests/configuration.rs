@@ -79,7 +79,9 @@ async fn outbound_calls_go_only_to_hosts_the_manifest_allows() {
     let env = start_with_manifest(&Manifest::from_str(&text).unwrap(), &[]).await;
     let response = env.app.send(revoke("adele@contoso.com")).await.unwrap();
     assert_nothing_leaked(&response);
-    assert_eq!(env.app.denied_outbound().len(), 1);
+    assert_eq!(env.app.denied_outbound().len(), 1, "a policy refusal is not retried");
     assert_eq!(env.graph.calls().len(), 0);
-    assert_error(&response, 503, "graphUnavailable");
+    let message = assert_error(&response, 503, "graphUnavailable");
+    assert!(message.contains("allowed_outbound_hosts"), "{message}");
+    assert_eq!(response.header("retry-after"), None);
 }

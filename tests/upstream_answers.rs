@@ -67,7 +67,6 @@ async fn other_graph_failures_are_graph_errors_never_echoed_raw() {
         MockResponse::json(500, json!({ "error": { "code": "generalException", "message": "internal detail 7f3a" } })),
         MockResponse::text(500, "text/html", "<html><body>internal detail 7f3a</body></html>"),
         MockResponse::text(502, "text/html", "<html>Bad gateway internal detail 7f3a</html>"),
-        MockResponse::json(401, json!({ "error": { "code": "InvalidAuthenticationToken", "message": "internal detail 7f3a" } })),
     ];
     for answer in cases {
         let status = answer.status;
@@ -77,23 +76,6 @@ async fn other_graph_failures_are_graph_errors_never_echoed_raw() {
         let message = assert_error(&response, 502, "graphError");
         assert!(message.contains(&status.to_string()), "{message}");
         assert!(!response.text().contains("internal detail") && !response.text().contains("<html"), "{}", response.text());
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graph_throttling_and_outages_pass_retry_after_on() {
-    let env = start().await;
-    env.graph.enqueue("POST", REVOKE, MockResponse::empty(429).header("retry-after", "7"));
-    let response = env.send(revoke("adele@contoso.com")).await;
-    assert_error(&response, 429, "throttled");
-    assert_eq!(response.header("retry-after"), Some("7"));
-
-    for status in [503, 504] {
-        let env = start().await;
-        env.graph.enqueue("POST", REVOKE, MockResponse::empty(status).header("retry-after", "3"));
-        let response = env.send(revoke("adele@contoso.com")).await;
-        assert_error(&response, 503, "graphUnavailable");
-        assert_eq!(response.header("retry-after"), Some("3"));
     }
 }
 
@@ -125,14 +107,4 @@ async fn token_refusals_name_the_aadsts_code_and_what_to_check() {
         assert_eq!(env.graph.calls().len(), 0, "no Graph call without a token");
         assert_eq!(env.login.calls().len(), 1);
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_graph_is_unavailable() {
-    // A port nothing listens on: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}");
-    let env = start_with(&[("graph_base_url", Some(&url))]).await;
-    let message = assert_error(&env.send(revoke("adele@contoso.com")).await, 503, "graphUnavailable");
-    assert!(message.contains("could not reach Graph"), "{message}");
 }

@@ -1,0 +1,103 @@
+//! The outbound pipeline, one policy after another: the same `client-request-id` on
+//! every try (set by the caller of [`send`]), `Retry-Attempt` on retries, a timeout
+//! of whatever the time budget has left, and the retry policy of [`crate::retry`].
+//!
+//! This is the one place that waits; what to wait for is decided by pure code.
+
+use std::time::Duration;
+
+use crate::host;
+use crate::outbound::{OutboundRequest, OutboundResponse, SendFailure, TransportError};
+use crate::retry::{self, Next};
+
+/// The time one incoming request may spend, retries included (`time_budget_ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    started: Duration,
+    total: Duration,
+}
+
+impl Budget {
+    /// A budget of `total` starting now.
+    pub fn start(total: Duration) -> Budget {
+        Budget { started: host::monotonic_now(), total }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        host::monotonic_now().saturating_sub(self.started)
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.total.saturating_sub(self.elapsed())
+    }
+
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+}
+
+/// Which answers an endpoint retries, and how often.
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub retryable: fn(&OutboundResponse) -> bool,
+}
+
+/// Why [`send`] stopped without a usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Still a retryable answer when retries or budget ran out; `retry_after` is what
+    /// the caller should wait.
+    Exhausted { last: OutboundResponse, retry_after: Duration },
+    /// Never connected, after the retries the budget allowed (none for a permanent
+    /// failure such as a host policy refusal).
+    Unreachable { error: TransportError, retry_after: Duration },
+    /// No answer before the budget ran out.
+    TimedOut,
+}
+
+/// Sends `request` under `policy` within `budget`; `on_send` is called once per try
+/// (for the outbound call count).
+pub async fn send(
+    request: &OutboundRequest,
+    policy: &RetryPolicy,
+    budget: &Budget,
+    mut on_send: impl FnMut(),
+) -> Result<OutboundResponse, Failure> {
+    let mut retries = 0;
+    loop {
+        let mut attempt = request.clone();
+        if retries > 0 {
+            attempt.headers.push(("retry-attempt", retries.to_string()));
+        }
+        let remaining = budget.remaining();
+        if remaining.is_zero() {
+            return Err(Failure::TimedOut);
+        }
+        on_send();
+        let (delay, failure) = match host::send(attempt, remaining).await {
+            Ok(answer) if !(policy.retryable)(&answer) => return Ok(answer),
+            Ok(answer) => {
+                let delay = answer
+                    .header("retry-after")
+                    .and_then(|v| retry::parse_retry_after(v, host::wall_now()))
+                    .unwrap_or_else(|| retry::backoff(retries, host::random_unit()));
+                (delay, Failure::Exhausted { last: answer, retry_after: delay })
+            }
+            Err(SendFailure::TimedOut) => return Err(Failure::TimedOut),
+            Err(SendFailure::Transport(error)) if !error.temporary => {
+                return Err(Failure::Unreachable { error, retry_after: Duration::ZERO })
+            }
+            Err(SendFailure::Transport(error)) => {
+                let delay = retry::backoff(retries, host::random_unit());
+                (delay, Failure::Unreachable { error, retry_after: delay })
+            }
+        };
+        match retry::next_step(retries, policy.max_retries, delay, budget.elapsed(), budget.total()) {
+            Next::Retry(wait) => {
+                host::sleep(wait).await;
+                retries += 1;
+            }
+            Next::GiveUp => return Err(failure),
+        }
+    }
+}

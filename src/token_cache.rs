@@ -1,0 +1,104 @@
+//! The Graph token cache: what is stored, under which key, and when it is still good.
+//!
+//! Pure: [`crate::host`] reads and writes the bytes in the Spin key-value store
+//! `default`. One token serves every instance for up to an hour, so a warm request
+//! makes exactly one outbound call (the revoke). An entry is renewed
+//! [`RENEW_BEFORE`] ahead of its expiry, so a token never expires mid-request; an
+//! entry that does not parse (corrupt, foreign, an older format) is ignored and
+//! replaced, never trusted.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+use crate::settings::Settings;
+
+/// Renew this long before the platform's `expires_in` runs out (SPEC.md).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+/// Bumped when the stored shape changes, so an old entry is ignored rather than misread.
+const FORMAT: u32 = 1;
+
+/// The stored entry.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Entry {
+    format: u32,
+    access_token: String,
+    /// Unix seconds at which the platform said the token expires.
+    expires_at: u64,
+}
+
+/// The key of the token for these settings: one per login host, tenant, client and scope,
+/// so national clouds, tenants and app registrations never share a token.
+pub fn key(settings: &Settings) -> String {
+    format!(
+        "graph-revoke/token/v{FORMAT}/{}/{}/{}/{}/.default",
+        settings.login_base_url, settings.tenant, settings.client_id, settings.graph_base_url
+    )
+}
+
+/// The entry to store for a token that expires `expires_in` seconds after `now_unix`,
+/// or `None` when it would be stale at once (shorter-lived than [`RENEW_BEFORE`]).
+pub fn encode(token: &Secret, expires_in: u64, now_unix: u64) -> Option<Vec<u8>> {
+    (expires_in > RENEW_BEFORE.as_secs()).then(|| {
+        let entry = Entry { format: FORMAT, access_token: token.expose().to_string(), expires_at: now_unix + expires_in };
+        serde_json::to_vec(&entry).expect("serialising a plain struct")
+    })
+}
+
+/// The cached token, if the entry parses and is not yet due for renewal at `now_unix`.
+pub fn decode(bytes: &[u8], now_unix: u64) -> Option<Secret> {
+    let entry: Entry = serde_json::from_slice(bytes).ok()?;
+    let fresh = entry.format == FORMAT
+        && !entry.access_token.is_empty()
+        && now_unix + RENEW_BEFORE.as_secs() < entry.expires_at;
+    fresh.then(|| Secret::new(entry.access_token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_795_000_000;
+
+    #[test]
+    fn a_stored_token_is_read_back_until_five_minutes_before_expiry() {
+        let bytes = encode(&Secret::new("tok"), 3599, NOW).unwrap();
+        assert_eq!(decode(&bytes, NOW).unwrap().expose(), "tok");
+        assert_eq!(decode(&bytes, NOW + 3599 - 301).unwrap().expose(), "tok");
+        assert!(decode(&bytes, NOW + 3599 - 300).is_none());
+        assert!(decode(&bytes, NOW + 4000).is_none());
+    }
+
+    #[test]
+    fn short_lived_tokens_are_not_stored() {
+        assert!(encode(&Secret::new("tok"), 300, NOW).is_none());
+        assert!(encode(&Secret::new("tok"), 301, NOW).is_some());
+    }
+
+    #[test]
+    fn corrupt_and_foreign_entries_are_ignored() {
+        for bytes in [
+            &b""[..],
+            b"not json",
+            b"{}",
+            br#"{"format":2,"accessToken":"tok","expiresAt":99999999999}"#,
+            br#"{"format":1,"accessToken":"","expiresAt":99999999999}"#,
+            br#"{"format":1,"accessToken":"tok","expiresAt":"soon"}"#,
+            br#"{"format":1,"accessToken":"tok","expiresAt":99999999999,"extra":1}"#,
+        ] {
+            assert!(decode(bytes, NOW).is_none(), "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[test]
+    fn the_key_separates_cloud_tenant_client_and_scope() {
+        let settings = crate::settings::example();
+        let mut other = settings.clone();
+        other.graph_base_url = "https://graph.microsoft.us".into();
+        assert_ne!(key(&settings), key(&other));
+        assert!(key(&settings).contains(&settings.tenant));
+        assert!(!key(&settings).contains(settings.client_secret.expose()));
+    }
+}

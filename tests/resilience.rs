@@ -1,0 +1,277 @@
+//! Behaviour towards Graph and the identity platform under load and failure: the
+//! token cache, retries with `Retry-After`, the time budget and timeouts.
+//! Budgets and delays are small so the suite stays fast.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use graph_revoke_test_host::{AppOptions, Component, Manifest, MockResponse, TestApp};
+use serde_json::json;
+
+const REVOKE: &str = "/v1.0/users/";
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The one cache entry, parsed.
+fn cache_entry(env: &Env) -> (String, serde_json::Value) {
+    let keys = env.app.kv_keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let value = serde_json::from_slice(&env.app.kv_get(&keys[0]).unwrap()).expect("a JSON entry");
+    (keys[0].clone(), value)
+}
+
+/// Gaps between consecutive Graph calls.
+fn gaps(env: &Env) -> Vec<Duration> {
+    let calls = env.graph.calls();
+    calls.windows(2).map(|w| w[1].at.duration_since(w[0].at)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_request_makes_exactly_one_outbound_call() {
+    let env = start().await;
+    let cold = env.send(revoke("adele@contoso.com")).await;
+    assert_eq!(cold.status, 200);
+    assert_eq!(log_line(&cold)["tokenFromCache"], false);
+    assert_eq!(log_line(&cold)["outboundCalls"], 2);
+
+    for _ in 0..3 {
+        let warm = env.send(revoke("adele@contoso.com")).await;
+        assert_eq!(warm.status, 200);
+        assert_eq!(log_line(&warm)["tokenFromCache"], true);
+        assert_eq!(log_line(&warm)["outboundCalls"], 1);
+    }
+    assert_eq!(env.login.calls().len(), 1, "one token for all four requests");
+    assert_eq!(env.graph.calls().len(), 4);
+    assert!(env.graph.calls().iter().all(|c| c.header("authorization") == Some("Bearer mock-access-token-1")));
+
+    let (key, entry) = cache_entry(&env);
+    assert!(key.contains(TENANT) && key.contains(CLIENT_ID), "{key}");
+    let expires_at = entry["expiresAt"].as_u64().unwrap();
+    assert!(expires_at.abs_diff(unix_now() + 3599) <= 5, "{entry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_renewed_five_minutes_before_it_expires() {
+    let env = start().await;
+    env.send(revoke("adele@contoso.com")).await;
+    let (key, mut entry) = cache_entry(&env);
+
+    // 301 s left: still good.
+    entry["expiresAt"] = json!(unix_now() + 310);
+    env.app.kv_set(&key, entry.to_string().as_bytes());
+    assert_eq!(log_line(&env.send(revoke("adele@contoso.com")).await)["tokenFromCache"], true);
+    assert_eq!(env.login.calls().len(), 1);
+
+    // 299 s left: renewed, and the new token is stored.
+    entry["expiresAt"] = json!(unix_now() + 299);
+    env.app.kv_set(&key, entry.to_string().as_bytes());
+    let renewed = env.send(revoke("adele@contoso.com")).await;
+    assert_eq!(log_line(&renewed)["tokenFromCache"], false);
+    assert_eq!(env.login.calls().len(), 2);
+    assert_eq!(env.graph.calls().last().unwrap().header("authorization"), Some("Bearer mock-access-token-2"));
+    assert!(cache_entry(&env).1["expiresAt"].as_u64().unwrap() > unix_now() + 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_token_is_used_but_not_cached() {
+    let env = start().await;
+    env.login.enqueue("POST", "/", MockResponse::json(200, json!({"token_type": "Bearer", "expires_in": 120, "access_token": "mock-access-token-short"})));
+    assert_eq!(env.send(revoke("adele@contoso.com")).await.status, 200);
+    assert!(env.app.kv_keys().is_empty());
+    assert_eq!(env.only_graph_call().header("authorization"), Some("Bearer mock-access-token-short"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_foreign_cache_entries_are_replaced() {
+    for garbage in [&b"\xff\x00 not json"[..], br#"{"format":99,"accessToken":"stolen","expiresAt":99999999999}"#, b"{}"] {
+        let env = start().await;
+        env.send(revoke("adele@contoso.com")).await;
+        let (key, _) = cache_entry(&env);
+        env.app.kv_set(&key, garbage);
+        let response = env.send(revoke("adele@contoso.com")).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(env.login.calls().len(), 2, "the bad entry was not trusted");
+        assert!(env.graph.calls().iter().all(|c| c.header("authorization") != Some("Bearer stolen")));
+        assert_eq!(cache_entry(&env).1["format"], 1, "the bad entry was replaced");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_store_it_works_uncached() {
+    let login = graph_revoke_test_host::MockServer::start().await;
+    let graph = graph_revoke_test_host::MockServer::start().await;
+    let vars = variables(&login, &graph);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let app = TestApp::start_with(Component::shared().unwrap(), &Manifest::load_default().unwrap(), &vars, AppOptions { key_value_store: false }).unwrap();
+    for _ in 0..2 {
+        let response = app.send(revoke("adele@contoso.com")).await.unwrap();
+        assert_nothing_leaked(&response);
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(log_line(&response)["outboundCalls"], 2);
+    }
+    assert_eq!(login.calls().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_401_drops_the_cached_token_and_retries_once() {
+    let env = start().await;
+    env.send(revoke("adele@contoso.com")).await;
+    let invalid = || MockResponse::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}));
+
+    env.graph.enqueue("POST", REVOKE, invalid());
+    let response = env.send(revoke("adele@contoso.com")).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(env.login.calls().len(), 2, "a fresh token");
+    let calls = env.graph.calls();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[1].header("authorization"), Some("Bearer mock-access-token-1"));
+    assert_eq!(calls[2].header("authorization"), Some("Bearer mock-access-token-2"));
+    assert_eq!(cache_entry(&env).1["accessToken"], "mock-access-token-2");
+
+    // Two 401s in a row: an error, never a loop.
+    env.graph.enqueue("POST", REVOKE, invalid());
+    env.graph.enqueue("POST", REVOKE, invalid());
+    let response = env.send(revoke("adele@contoso.com")).await;
+    let message = assert_error(&response, 502, "graphError");
+    assert!(message.contains("401"), "{message}");
+    assert_eq!(env.graph.calls().len(), 5);
+    assert_eq!(env.login.calls().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_in_each_form() {
+    // (Retry-After, least gap, most gap); an HTTP-date has whole seconds, so "in 3 s"
+    // written now is 2 to 3 s away.
+    let in_three_seconds = || httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
+    let cases: [(&dyn Fn() -> String, Duration, Duration); 3] = [
+        (&|| "1".to_string(), Duration::from_millis(1000), Duration::from_millis(1600)),
+        (&|| "0.25".to_string(), Duration::from_millis(250), Duration::from_millis(800)),
+        (&in_three_seconds, Duration::from_millis(1900), Duration::from_millis(3500)),
+    ];
+    for (retry_after, least, most) in cases {
+        let env = start().await;
+        let retry_after = retry_after();
+        let retry_after = retry_after.as_str();
+        env.graph.enqueue("POST", REVOKE, MockResponse::empty(429).header("retry-after", retry_after));
+        let response = env.send(revoke("adele@contoso.com")).await;
+        assert_eq!(response.status, 200, "{retry_after}: {}", response.text());
+        let gap = gaps(&env)[0];
+        assert!(gap >= least && gap <= most, "Retry-After {retry_after}: waited {gap:?}");
+        let calls = env.graph.calls();
+        assert_eq!(calls[0].header("retry-attempt"), None);
+        assert_eq!(calls[1].header("retry-attempt"), Some("1"));
+        assert_eq!(calls[0].header("client-request-id"), calls[1].header("client-request-id"), "one id across retries");
+        assert_eq!(log_line(&response)["outboundCalls"], 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_beyond_the_budget_is_handed_to_the_caller_at_once() {
+    let env = start_with(&[("time_budget_ms", Some("2000"))]).await;
+    env.graph.enqueue("POST", REVOKE, MockResponse::empty(429).header("retry-after", "30"));
+    let started = Instant::now();
+    let response = env.send(revoke("adele@contoso.com")).await;
+    assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
+    let message = assert_error(&response, 429, "throttled");
+    assert!(message.contains("30 seconds"), "{message}");
+    assert_eq!(response.header("retry-after"), Some("30"));
+    assert_eq!(env.graph.calls().len(), 1);
+
+    for status in [503, 504] {
+        let env = start_with(&[("time_budget_ms", Some("2000"))]).await;
+        env.graph.enqueue("POST", REVOKE, MockResponse::empty(status).header("retry-after", "2.5"));
+        let response = env.send(revoke("adele@contoso.com")).await;
+        assert_error(&response, 503, "graphUnavailable");
+        assert_eq!(response.header("retry-after"), Some("3"), "fractional seconds rounded up");
+        assert_eq!(env.graph.calls().len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_then_success() {
+    for status in [503, 504] {
+        let env = start().await;
+        env.graph.enqueue("POST", REVOKE, MockResponse::empty(status).header("retry-after", "0.05"));
+        env.graph.enqueue("POST", REVOKE, MockResponse::empty(status).header("retry-after", "0.05"));
+        let response = env.send(revoke("adele@contoso.com")).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        let attempts: Vec<_> = env.graph.calls().iter().map(|c| c.header("retry-attempt").map(str::to_string)).collect();
+        assert_eq!(attempts, vec![None, Some("1".into()), Some("2".into())]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_failure_stops_after_three_retries() {
+    let env = start().await;
+    for _ in 0..5 {
+        env.graph.enqueue("POST", REVOKE, MockResponse::empty(503).header("retry-after", "0.02").header("request-id", "aaaa-1"));
+    }
+    let response = env.send(revoke("adele@contoso.com")).await;
+    assert_error(&response, 503, "graphUnavailable");
+    assert_eq!(response.header("retry-after"), Some("1"));
+    assert_eq!(response.header("request-id"), Some("aaaa-1"));
+    assert_eq!(env.graph.calls().len(), 4, "1 try + 3 retries");
+    assert_eq!(env.graph.calls()[3].header("retry-attempt"), Some("3"));
+    assert_eq!(log_line(&response)["outboundCalls"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_graph_is_an_upstream_timeout_within_the_budget() {
+    let env = start_with(&[("time_budget_ms", Some("600"))]).await;
+    env.graph.enqueue("POST", REVOKE, MockResponse::json(200, json!({"value": true})).delay(Duration::from_secs(20)));
+    let started = Instant::now();
+    let response = env.send(revoke("adele@contoso.com")).await;
+    let elapsed = started.elapsed();
+    let message = assert_error(&response, 504, "upstreamTimeout");
+    assert!(message.contains("time_budget_ms = 600") && message.contains("retry"), "{message}");
+    assert!(elapsed >= Duration::from_millis(550) && elapsed < Duration::from_millis(1100), "{elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_identity_platform_is_an_upstream_timeout_too() {
+    let env = start_with(&[("time_budget_ms", Some("500"))]).await;
+    env.login.enqueue("POST", "/", MockResponse::empty(200).delay(Duration::from_secs(20)));
+    let started = Instant::now();
+    assert_error(&env.send(revoke("adele@contoso.com")).await, 504, "upstreamTimeout");
+    assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
+    assert_eq!(env.graph.calls().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_gets_one_retry_on_a_temporary_failure() {
+    let env = start().await;
+    env.login.enqueue("POST", "/", MockResponse::empty(503).header("retry-after", "0.05"));
+    let response = env.send(revoke("adele@contoso.com")).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(env.login.calls().len(), 2);
+    assert_eq!(env.login.calls()[1].header("retry-attempt"), Some("1"));
+
+    let env = start().await;
+    for _ in 0..3 {
+        env.login.enqueue("POST", "/", MockResponse::json(400, json!({"error": "temporarily_unavailable", "error_codes": [50196]})).header("retry-after", "0.05"));
+    }
+    let message = assert_error(&env.send(revoke("adele@contoso.com")).await, 502, "tokenRequestFailed");
+    assert!(message.contains("temporarily unavailable"), "{message}");
+    assert_eq!(env.login.calls().len(), 2, "one retry, not more");
+    assert_eq!(env.graph.calls().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_failures_are_retried_within_the_budget() {
+    // A port nothing listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let env = start_with(&[("graph_base_url", Some(&url)), ("time_budget_ms", Some("2500"))]).await;
+    let started = Instant::now();
+    let response = env.send(revoke("adele@contoso.com")).await;
+    let message = assert_error(&response, 503, "graphUnavailable");
+    assert!(message.contains("could not reach Graph"), "{message}");
+    assert!(response.header("retry-after").is_some());
+    let graph_tries = log_line(&response)["outboundCalls"].as_u64().unwrap() - 1;
+    assert!(graph_tries >= 2, "the first backoff (at most 1 s) fits a 2.5 s budget: {graph_tries} tries");
+    assert!(started.elapsed() < Duration::from_millis(2600), "{:?}", started.elapsed());
+}
