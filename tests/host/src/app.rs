@@ -6,6 +6,7 @@
 //! does: a fresh `Store` and instance per request, the response taken from the
 //! response-outparam, the body read to the end, then the guest task awaited.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use crate::key_value::{KeyValueAccess, SharedMap, DEFAULT_STORE};
 use crate::manifest::Manifest;
 use crate::outbound::OutboundPolicy;
 use crate::route::Route;
-use crate::state::HostState;
+use crate::state::{HostState, MemoryWatch};
 use crate::variables::Variables;
 use crate::wire::{TestRequest, TestResponse};
 
@@ -161,13 +162,15 @@ impl TestApp {
                 body: Vec::new(),
                 stdout: String::new(),
                 stderr: String::new(),
+                peak_memory_bytes: 0,
             });
         };
         let incoming = to_http_request(&request, &host, &spin_headers)?;
 
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let store = self.new_store(stdout.clone(), stderr.clone());
+        let peak_memory = Arc::new(AtomicUsize::new(0));
+        let store = self.new_store(stdout.clone(), stderr.clone(), peak_memory.clone());
         let outcome = tokio::time::timeout(
             self.request_timeout,
             run_guest(store, self.component.pre.clone(), incoming),
@@ -206,6 +209,7 @@ impl TestApp {
             body: body.to_vec(),
             stdout,
             stderr,
+            peak_memory_bytes: peak_memory.load(Ordering::Relaxed),
         })
     }
 
@@ -243,7 +247,7 @@ impl TestApp {
         keys
     }
 
-    fn new_store(&self, stdout: MemoryOutputPipe, stderr: MemoryOutputPipe) -> Store<HostState> {
+    fn new_store(&self, stdout: MemoryOutputPipe, stderr: MemoryOutputPipe, peak_memory: Arc<AtomicUsize>) -> Store<HostState> {
         let wasi = WasiCtx::builder()
             .stdout(stdout)
             .stderr(stderr)
@@ -260,8 +264,10 @@ impl TestApp {
             },
             variables: self.variables.clone(),
             key_value: self.key_value.clone(),
+            memory: MemoryWatch::reporting_to(peak_memory),
         };
         let mut store = Store::new(self.component.engine(), state);
+        store.limiter(|state| &mut state.memory);
         // At every epoch tick the guest yields to the executor; past the deadline it traps.
         let deadline = Instant::now() + self.request_timeout;
         store.set_epoch_deadline(1);

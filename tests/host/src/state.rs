@@ -4,6 +4,7 @@
 //! resource table); only the key-value store outlives a request. The host does the same,
 //! so a test observes the component as Spin runs it: no state carried in guest memory.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
@@ -24,6 +25,35 @@ pub(crate) struct HostState {
     pub(crate) variables: Arc<Variables>,
     /// Served by `wasi:keyvalue/store`.
     pub(crate) key_value: KeyValueAccess,
+    /// Watches linear memory as the instance creates and grows it.
+    pub(crate) memory: MemoryWatch,
+}
+
+/// A [`wasmtime::ResourceLimiter`] that limits nothing and records the peak of the
+/// instance's linear memory, for the benchmark's "peak linear memory per instance".
+pub(crate) struct MemoryWatch {
+    current: usize,
+    /// Shared with the request that owns the store, which reads it when the guest is done.
+    pub(crate) peak: Arc<AtomicUsize>,
+}
+
+impl MemoryWatch {
+    /// A watch that reports its peak into `peak`.
+    pub(crate) fn reporting_to(peak: Arc<AtomicUsize>) -> MemoryWatch {
+        MemoryWatch { current: 0, peak }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryWatch {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.current += desired - current;
+        self.peak.fetch_max(self.current, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl WasiView for HostState {

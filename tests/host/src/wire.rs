@@ -77,6 +77,8 @@ pub struct TestResponse {
     /// The guest's stdout during this request (the component's JSON log line).
     pub stdout: String,
     pub stderr: String,
+    /// The most linear memory the instance held at once, in bytes (all its memories).
+    pub peak_memory_bytes: usize,
 }
 
 impl TestResponse {

@@ -1,0 +1,140 @@
+//! The benchmark: what a revoke costs through the compiled component, hosted as Spin
+//! hosts it (a fresh instance per request), against loopback mocks that answer at once.
+//!
+//! `cargo bench --bench revoke` (after `cargo build --target wasm32-wasip2 --release`;
+//! `./scripts/bench` does both). Prints a Markdown table; the README shows one run.
+//! Not a test: it asserts nothing, it measures.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use graph_revoke_test_host::{Component, Manifest, MockServer, TestApp, TestRequest};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+/// Requests timed in the warm and floor series (after as many untimed warm-up ones).
+const SAMPLES: usize = 2000;
+const WARM_UP: usize = 200;
+/// Cold first requests timed, each in a newly started app.
+const COLD_SAMPLES: usize = 50;
+const API_KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
+
+fn main() {
+    // One thread runs the host, the mocks and the floor's client alike, so neither side
+    // of the comparison pays for waking another core.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let started = Instant::now();
+    let component = Component::shared().expect("build the component first: cargo build --target wasm32-wasip2 --release");
+    let compile = started.elapsed();
+    let manifest = Manifest::load_default().unwrap();
+    let login = MockServer::start().await;
+    let graph = MockServer::start().await;
+    let (login_url, graph_url) = (login.base_url(), graph.base_url());
+    let variables = [
+        ("tenant_id", "contoso.onmicrosoft.com"),
+        ("client_id", "6a1c5c0e-7d1b-4a57-9e0c-2f3d4b5a6c7d"),
+        ("client_secret", "bench-secret"),
+        ("api_keys", API_KEY),
+        ("login_base_url", login_url.as_str()),
+        ("graph_base_url", graph_url.as_str()),
+    ];
+    let request = || {
+        TestRequest::post("/revoke").header("x-api-key", API_KEY).json(&json!({ "userId": "adele.vance@contoso.com" }))
+    };
+
+    // Cold: a new app (empty token cache), its first request: instantiate + token + revoke.
+    let mut cold = Vec::with_capacity(COLD_SAMPLES);
+    for _ in 0..COLD_SAMPLES {
+        let app = TestApp::start(component.clone(), &manifest, &variables).unwrap();
+        let t = Instant::now();
+        let response = app.send(request()).await.unwrap();
+        cold.push(t.elapsed());
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+
+    // Warm: one app, token cached.
+    let app = TestApp::start(component.clone(), &manifest, &variables).unwrap();
+    for _ in 0..WARM_UP {
+        assert_eq!(app.send(request()).await.unwrap().status, 200);
+    }
+    // Warm revokes, the floor and /healthz are interleaved sample by sample, so that
+    // whatever else the machine does falls on all three alike.
+    let graph_addr = graph_url.trim_start_matches("http://").to_string();
+    for _ in 0..WARM_UP {
+        direct_round_trip(&graph_addr).await;
+    }
+    let graph_before = graph.calls().len();
+    let login_before = login.calls().len();
+    let (mut warm, mut floor, mut health) = (Vec::new(), Vec::new(), Vec::new());
+    let mut peak_memory = 0;
+    let mut warm_revokes = 0;
+    for _ in 0..SAMPLES {
+        let t = Instant::now();
+        let response = app.send(request()).await.unwrap();
+        warm.push(t.elapsed());
+        assert_eq!(response.status, 200);
+        peak_memory = peak_memory.max(response.peak_memory_bytes);
+        warm_revokes += 1;
+
+        let t = Instant::now();
+        direct_round_trip(&graph_addr).await;
+        floor.push(t.elapsed());
+
+        // No outbound call at all: what instantiating and running the component costs.
+        let t = Instant::now();
+        assert_eq!(app.send(TestRequest::get("/healthz")).await.unwrap().status, 200);
+        health.push(t.elapsed());
+    }
+    // Each floor round trip is one more Graph call; the component's calls are the rest.
+    let component_calls = graph.calls().len() - graph_before - SAMPLES + login.calls().len() - login_before;
+    let outbound_per_warm = component_calls as f64 / warm_revokes as f64;
+    let rate = |samples: &[Duration]| samples.len() as f64 / samples.iter().sum::<Duration>().as_secs_f64();
+    let (warm_rate, floor_rate) = (rate(&warm), rate(&floor));
+
+    let (warm_p50, warm_p99) = percentiles(&mut warm);
+    let (floor_p50, floor_p99) = percentiles(&mut floor);
+    let (cold_p50, cold_p99) = percentiles(&mut cold);
+    let (health_p50, health_p99) = percentiles(&mut health);
+    let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1000.0);
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| warm revoke: requests/s (one at a time) | {warm_rate:.0} |");
+    println!("| warm revoke: p50 / p99 | {} / {} |", ms(warm_p50), ms(warm_p99));
+    println!("| floor, one direct HTTP round trip to the mock: requests/s | {floor_rate:.0} |");
+    println!("| floor: p50 / p99 | {} / {} |", ms(floor_p50), ms(floor_p99));
+    println!("| warm p50 / floor p50 | {:.2}x |", warm_p50.as_secs_f64() / floor_p50.as_secs_f64());
+    println!("| /healthz, no outbound call (instantiate + settings + answer): p50 / p99 | {} / {} |", ms(health_p50), ms(health_p99));
+    println!("| cold first request (instantiate + token + revoke): p50 / p99 of {COLD_SAMPLES} | {} / {} |", ms(cold_p50), ms(cold_p99));
+    println!("| outbound calls per warm revoke | {outbound_per_warm:.2} |");
+    println!("| component size | {} bytes ({:.1} KiB) |", component.size_bytes(), component.size_bytes() as f64 / 1024.0);
+    println!("| peak linear memory per instance | {} KiB |", peak_memory / 1024);
+    println!("| compiling the component (once per process, as Spin does ahead of time) | {} |", ms(compile));
+}
+
+/// One `POST /v1.0/users/{id}/revokeSignInSessions` on a new connection, body read.
+async fn direct_round_trip(addr: &str) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post("/v1.0/users/adele.vance@contoso.com/revokeSignInSessions")
+        .header("host", addr)
+        .header("authorization", "Bearer mock-access-token-1")
+        .header("content-length", "0")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+}
+
+/// p50 and p99 of `samples` (sorted in place).
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    (at(0.50), at(0.99))
+}
