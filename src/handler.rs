@@ -4,8 +4,6 @@
 //! Nothing here can fail in a way the caller does not see as JSON: every error
 //! goes through [`response::error`], the one mapping.
 
-use std::time::Instant;
-
 use futures::StreamExt;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
@@ -19,7 +17,7 @@ use crate::service::{serve, Incoming, Trace};
 
 /// Handles one request from start to log line.
 pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    let started = Instant::now();
+    let started = host::monotonic_now();
     let path_with_query = request.path_with_query().unwrap_or_default();
     let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
     let incoming = Incoming {
@@ -40,6 +38,7 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         .map(str::to_string)
         .unwrap_or_else(|| host::random_guid().to_string());
     let mut trace = Trace {
+        started,
         route: "unrouted",
         correlation: Correlation { client_request_id, graph_request_id: None },
         ..Trace::default()
@@ -67,7 +66,7 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             graph_request_id: trace.correlation.graph_request_id,
             outbound_calls: trace.outbound_calls,
             token_from_cache: trace.token_from_cache,
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: host::monotonic_now().saturating_sub(started).as_millis() as u64,
         }
         .to_json(),
     );

@@ -18,9 +18,10 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A budget of `total` starting now.
-    pub fn start(total: Duration) -> Budget {
-        Budget { started: host::monotonic_now(), total }
+    /// A budget of `total` from `started` (a reading of [`host::monotonic_now`] taken
+    /// when the request arrived, so reading the body counts too).
+    pub fn since(started: Duration, total: Duration) -> Budget {
+        Budget { started, total }
     }
 
     pub fn elapsed(&self) -> Duration {

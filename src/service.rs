@@ -40,6 +40,8 @@ impl Incoming {
 /// What the flow did, for the log line and the response headers.
 #[derive(Debug, Default)]
 pub struct Trace {
+    /// When the request arrived, on the host's monotonic clock.
+    pub started: Duration,
     pub route: &'static str,
     pub correlation: Correlation,
     pub user_ids: Vec<String>,
@@ -81,7 +83,7 @@ pub async fn serve(
 
 /// A token, then the revoke call; a Graph 401 gets one more try with a fresh token.
 async fn revoke(settings: &Settings, user: &UserId, trace: &mut Trace) -> Result<Revoked, Error> {
-    let budget = Budget::start(Duration::from_millis(settings.time_budget_ms));
+    let budget = Budget::since(trace.started, Duration::from_millis(settings.time_budget_ms));
     let cache = KeyValue::open_default();
     let mut token = match cached_token(settings, &cache) {
         Some(token) => {
