@@ -28,8 +28,9 @@ pub enum Error {
     Configuration(String),
     /// The identity platform refused the credentials or could not be used (502).
     TokenRequestFailed(String),
-    /// Graph answered 403: its message plus the fix (403).
-    GraphForbidden { graph_message: String },
+    /// Graph answered 403: its message plus the fix (403). `dry_run`: the 403 came from
+    /// the user lookup of a `whatIf`, which needs another permission.
+    GraphForbidden { graph_message: String, dry_run: bool },
     /// Graph answered 404 for this user (404).
     UserNotFound { user: String },
     /// Graph is throttling (429); `retry_after` in seconds, passed on.
@@ -111,12 +112,18 @@ impl fmt::Display for Error {
             | Error::TokenRequestFailed(m)
             | Error::GraphError(m) => f.write_str(m),
             Error::NotFound => f.write_str(
-                "No such route. Use POST /revoke, POST /users/{userId}/revokeSignInSessions or GET /healthz.",
+                "No such route. Use POST /revoke, POST /users/{userId}/revokeSignInSessions, GET /healthz or GET /openapi.json.",
             ),
             Error::MethodNotAllowed { allow } => {
                 write!(f, "This route accepts only {allow}.")
             }
-            Error::GraphForbidden { graph_message } => write!(
+            Error::GraphForbidden { graph_message, dry_run: true } => write!(
+                f,
+                "Graph refused to look the user up: \"{graph_message}\". Fix: a dry run (whatIf) reads \
+                 the user, which needs the application permission User.Read.All with admin consent, \
+                 besides User.RevokeSessions.All."
+            ),
+            Error::GraphForbidden { graph_message, dry_run: false } => write!(
                 f,
                 "Graph refused the revocation: \"{graph_message}\". Fix: grant the app registration the \
                  application permission User.RevokeSessions.All and grant admin consent; revoking a \
@@ -157,7 +164,7 @@ mod tests {
             (Error::InvalidRequest("x".into()), 400, "invalidRequest"),
             (Error::InvalidUserId("x".into()), 400, "invalidUserId"),
             (Error::Unauthenticated("x".into()), 401, "unauthenticated"),
-            (Error::GraphForbidden { graph_message: "m".into() }, 403, "graphForbidden"),
+            (Error::GraphForbidden { graph_message: "m".into(), dry_run: false }, 403, "graphForbidden"),
             (Error::UserNotFound { user: "u".into() }, 404, "userNotFound"),
             (Error::NotFound, 404, "notFound"),
             (Error::MethodNotAllowed { allow: "GET" }, 405, "methodNotAllowed"),
@@ -178,11 +185,13 @@ mod tests {
 
     #[test]
     fn graph_forbidden_names_the_permission_and_privileged_targets() {
-        let text = Error::GraphForbidden { graph_message: "Insufficient privileges".into() }.to_string();
+        let text = Error::GraphForbidden { graph_message: "Insufficient privileges".into(), dry_run: false }.to_string();
         assert!(text.contains("Insufficient privileges"));
         assert!(text.contains("User.RevokeSessions.All"));
         assert!(text.contains("admin consent"));
         assert!(text.contains("Privileged Authentication Administrator"));
+        let dry = Error::GraphForbidden { graph_message: "x".into(), dry_run: true }.to_string();
+        assert!(dry.contains("User.Read.All") && dry.contains("whatIf"));
     }
 
     #[test]

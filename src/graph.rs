@@ -1,4 +1,6 @@
-//! The Graph call: `POST {graph}/v1.0/users/{id}/revokeSignInSessions`, and what its answer means.
+//! The Graph calls: `POST {graph}/v1.0/users/{id}/revokeSignInSessions`, the user lookup
+//! of a dry run (`GET /users/{id}?$select=id,userPrincipalName`), and what their answers
+//! mean. The paths here serve single calls and `$batch` items alike.
 //!
 //! Success is lenient (any 2xx, with any body): once Graph has revoked, we never
 //! report a failure. Failures are mapped to the SPEC's codes; Graph's own text is
@@ -29,11 +31,35 @@ pub struct Revoked {
     pub value: bool,
 }
 
+/// A user as a dry run found them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundUser {
+    pub id: String,
+    #[serde(default)]
+    pub user_principal_name: String,
+}
+
+/// `/users/{id}/revokeSignInSessions`, relative to `/v1.0` (as `$batch` items want it).
+pub fn revoke_path(user: &UserId) -> String {
+    format!("/users{}/revokeSignInSessions", user.path_segment())
+}
+
+/// `/users/{id}?$select=id,userPrincipalName`, relative to `/v1.0`.
+pub fn lookup_path(user: &UserId) -> String {
+    format!("/users{}?$select=id,userPrincipalName", user.path_segment())
+}
+
+/// The lookup request of a dry run for one user.
+pub fn lookup_request(graph_base_url: &str, user: &UserId, token: &Secret, client_request_id: &str) -> OutboundRequest {
+    OutboundRequest { method: "GET", url: format!("{graph_base_url}/v1.0{}", lookup_path(user)), ..revoke_request(graph_base_url, user, token, client_request_id) }
+}
+
 /// The revoke request for one user.
 pub fn revoke_request(graph_base_url: &str, user: &UserId, token: &Secret, client_request_id: &str) -> OutboundRequest {
     OutboundRequest {
         method: "POST",
-        url: format!("{graph_base_url}/v1.0/users{}/revokeSignInSessions", user.path_segment()),
+        url: format!("{graph_base_url}/v1.0{}", revoke_path(user)),
         headers: vec![
             ("authorization", format!("Bearer {}", token.expose())),
             ("accept", "application/json".into()),
@@ -56,31 +82,47 @@ struct GraphErrorBody {
 
 /// Reads Graph's answer to a revoke.
 pub fn read_revoke_response(response: &OutboundResponse, user: &UserId) -> Result<Revoked, Error> {
-    let status = response.status;
-    if (200..300).contains(&status) {
+    if (200..300).contains(&response.status) {
         let value = serde_json::from_slice::<serde_json::Value>(&response.body)
             .ok()
             .and_then(|v| v.get("value").and_then(serde_json::Value::as_bool))
             .unwrap_or(true);
         return Ok(Revoked { value });
     }
+    Err(failure(response, user, false))
+}
+
+/// Reads Graph's answer to a dry run's lookup.
+pub fn read_lookup_response(response: &OutboundResponse, user: &UserId) -> Result<FoundUser, Error> {
+    if (200..300).contains(&response.status) {
+        return serde_json::from_slice::<FoundUser>(&response.body).map_err(|_| {
+            Error::GraphError(format!("Graph answered {} to the user lookup without the user.", response.status))
+        });
+    }
+    Err(failure(response, user, true))
+}
+
+/// A non-2xx answer as the caller's error.
+fn failure(response: &OutboundResponse, user: &UserId, dry_run: bool) -> Error {
+    let status = response.status;
     let error = serde_json::from_slice::<GraphError>(&response.body).ok().map(|e| e.error);
     let code = error.as_ref().and_then(|e| e.code.as_deref()).and_then(safe_code);
     match status {
-        404 => Err(Error::UserNotFound { user: user.to_string() }),
-        403 => Err(Error::GraphForbidden {
+        404 => Error::UserNotFound { user: user.to_string() },
+        403 => Error::GraphForbidden {
             graph_message: error
                 .and_then(|e| e.message)
                 .map(|m| printable(&m))
                 .unwrap_or_else(|| "no message".into()),
-        }),
-        429 | 503 | 504 => Err(still_failing(status, response.retry_after_seconds())),
-        401 => Err(Error::GraphError(format!(
+            dry_run,
+        },
+        429 | 503 | 504 => still_failing(status, response.retry_after_seconds()),
+        401 => Error::GraphError(format!(
             "Graph rejected the access token (401{}); check that graph_base_url and login_base_url \
              belong to the same cloud.",
             code.map(|c| format!(" {c}")).unwrap_or_default()
-        ))),
-        _ => Err(Error::GraphError(format!(
+        )),
+        _ => Error::GraphError(format!(
             "Graph answered {status}{}, which graph-revoke does not expect{}.",
             code.map(|c| format!(" ({c})")).unwrap_or_default(),
             response
@@ -88,7 +130,7 @@ pub fn read_revoke_response(response: &OutboundResponse, user: &UserId) -> Resul
                 .and_then(safe_code)
                 .map(|id| format!("; Graph request-id {id}"))
                 .unwrap_or_default()
-        ))),
+        )),
     }
 }
 
@@ -110,7 +152,7 @@ pub fn gave_up(failure: Failure, budget_ms: u64) -> Error {
 }
 
 /// Throttled (429) or unavailable (503, 504), with the wait to pass on.
-fn still_failing(status: u16, retry_after: Option<u64>) -> Error {
+pub fn still_failing(status: u16, retry_after: Option<u64>) -> Error {
     match status {
         429 => Error::Throttled { retry_after },
         _ => Error::GraphUnavailable { detail: format!("Graph answered {status}"), retry_after },
@@ -194,6 +236,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn a_lookup_reads_the_user_and_its_403_names_user_read_all() {
+        let found = read_lookup_response(&answer(200, r#"{"id":"6f4a9b2c-1d3e-4f50-8a6b-7c8d9e0f1a2b","userPrincipalName":"adele@contoso.com","@odata.context":"x"}"#), &user());
+        assert_eq!(found.unwrap().user_principal_name, "adele@contoso.com");
+        let denied = read_lookup_response(&answer(403, r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges"}}"#), &user());
+        assert!(denied.unwrap_err().to_string().contains("User.Read.All"));
+        assert_eq!(read_lookup_response(&answer(404, ""), &user()).unwrap_err().code(), "userNotFound");
+        assert_eq!(read_lookup_response(&answer(200, "<html>"), &user()).unwrap_err().code(), "graphError");
+        let request = lookup_request("https://graph.microsoft.com", &user(), &Secret::new("t"), "cid");
+        assert_eq!((request.method, request.url.as_str()), ("GET", "https://graph.microsoft.com/v1.0/users/adele@contoso.com?$select=id,userPrincipalName"));
     }
 
     #[test]

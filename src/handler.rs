@@ -40,6 +40,7 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let mut trace = Trace {
         started,
         route: "unrouted",
+        outcome: "ok",
         correlation: Correlation { client_request_id, graph_request_id: None },
         ..Trace::default()
     };
@@ -47,10 +48,7 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let content_length = incoming.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
     let result = serve(&incoming, read_body(request, content_length), &mut trace).await;
     let (reply, outcome) = match result {
-        Ok(reply) => {
-            let outcome = if trace.route == "healthz" { "ok" } else { "revoked" };
-            (reply, outcome)
-        }
+        Ok(reply) => (reply, trace.outcome),
         Err(error) => (response::error(&error, &trace.correlation, &host::now_rfc3339()), error.code()),
     };
 

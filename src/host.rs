@@ -106,14 +106,36 @@ fn transport_error(error: SendError) -> TransportError {
                     | ErrorCode::HttpResponseIncomplete
                     | ErrorCode::HttpResponseTimeout
             ),
-            code: match code {
-                ErrorCode::HttpRequestDenied => "HttpRequestDenied: the host refused it; check allowed_outbound_hosts in spin.toml".into(),
-                code => format!("{code:?}"),
-            },
+            code: describe(&code).into(),
         },
-        SendError::Io(e) => TransportError { code: format!("I/O error: {e:?}"), temporary: true },
+        SendError::Io(_) => TransportError { code: "I/O error".into(), temporary: true },
         SendError::RequestConversion(_) => TransportError { code: "the request could not be built".into(), temporary: false },
         SendError::ResponseConversion(_) => TransportError { code: "the response could not be read".into(), temporary: true },
+    }
+}
+
+/// The host's error code in words. Written out rather than `Debug`-printed: the derived
+/// `Debug` of the whole `error-code` variant costs the component kilobytes.
+fn describe(code: &ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::HttpRequestDenied => "HttpRequestDenied: the host refused it; check allowed_outbound_hosts in spin.toml",
+        ErrorCode::DnsTimeout => "DnsTimeout",
+        ErrorCode::DnsError(_) => "DnsError",
+        ErrorCode::DestinationNotFound => "DestinationNotFound",
+        ErrorCode::DestinationUnavailable => "DestinationUnavailable",
+        ErrorCode::ConnectionRefused => "ConnectionRefused",
+        ErrorCode::ConnectionTerminated => "ConnectionTerminated",
+        ErrorCode::ConnectionTimeout => "ConnectionTimeout",
+        ErrorCode::ConnectionReadTimeout => "ConnectionReadTimeout",
+        ErrorCode::ConnectionWriteTimeout => "ConnectionWriteTimeout",
+        ErrorCode::ConnectionLimitReached => "ConnectionLimitReached",
+        ErrorCode::TlsProtocolError => "TlsProtocolError",
+        ErrorCode::TlsCertificateError => "TlsCertificateError",
+        ErrorCode::TlsAlertReceived(_) => "TlsAlertReceived",
+        ErrorCode::HttpResponseIncomplete => "HttpResponseIncomplete",
+        ErrorCode::HttpResponseTimeout => "HttpResponseTimeout",
+        ErrorCode::HttpProtocolError => "HttpProtocolError",
+        _ => "an HTTP error",
     }
 }
 
@@ -166,10 +188,9 @@ pub fn random_guid() -> Guid {
     Guid::from_random_bytes(bytes.try_into().unwrap_or([0; 16]))
 }
 
-/// A random number in `[0, 1)`, for backoff jitter.
-pub fn random_unit() -> f64 {
-    let n = spin_sdk::wit::wasi::random0_2_6::random::get_random_u64();
-    (n >> 11) as f64 / (1u64 << 53) as f64
+/// A random number, for backoff jitter.
+pub fn random_u32() -> u32 {
+    spin_sdk::wit::wasi::random0_2_6::random::get_random_u64() as u32
 }
 
 /// The wall-clock time, RFC 3339 UTC to the second, for logs and `innerError.date`.

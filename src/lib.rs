@@ -7,15 +7,18 @@
 //! natively) inside a thin imperative shell.
 //!
 //! - `handler`: the wasi:http edge: reads the request (body size-capped), writes the reply and the log line.
-//! - `service`: the flow of one request: route, settings, caller, input, token, Graph.
+//! - `service`: the flow of one request: route, settings, caller, input, then one user or many.
+//! - `revocation`: the Graph side of a request: the token session, single calls, `$batch` rounds.
 //! - `route`: which route a method and path name.
 //! - `settings`: Spin variables parsed and checked; what `/healthz` reports.
 //! - `caller_auth`: the caller's API key, compared in constant time.
-//! - `request_body`: content type, query and JSON body rules.
+//! - `request_body`: content type, query and JSON body rules (one user, `userIds`, `entities`, `whatIf`).
+//! - `sentinel`: which user a Microsoft Sentinel Account entity names.
 //! - `user_id`: the identifier rules and the one function that puts an id in a URL.
 //! - `guid`: GUIDs in the `8-4-4-4-12` shape.
 //! - `token`: the client-credentials request and what its answer means.
-//! - `graph`: the revoke request and what Graph's answer means.
+//! - `graph`: the revoke and lookup requests and what Graph's answers mean.
+//! - `batch`: `$batch` bodies, 20 to a batch, and reading answers back by id.
 //! - `outbound`: outbound requests and responses as plain values.
 //! - `pipeline`: sends with `Retry-Attempt`, a budget timeout and the retry policy; the one place that waits.
 //! - `retry`: which answers to retry, `Retry-After`, backoff with jitter, the time budget.
@@ -26,6 +29,7 @@
 //! - `secret`: secrets with a redacted `Debug`.
 //! - `host`: the only module that touches the host (variables, key-value, HTTP, clocks, random, stdout).
 
+mod batch;
 mod caller_auth;
 mod error;
 mod graph;
@@ -38,8 +42,10 @@ mod pipeline;
 mod request_body;
 mod response;
 mod retry;
+mod revocation;
 mod route;
 mod secret;
+mod sentinel;
 mod service;
 mod settings;
 mod token;

@@ -4,6 +4,7 @@
 //!
 //! This is the one place that waits; what to wait for is decided by pure code.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use crate::host;
@@ -56,13 +57,13 @@ pub enum Failure {
     TimedOut,
 }
 
-/// Sends `request` under `policy` within `budget`; `on_send` is called once per try
-/// (for the outbound call count).
+/// Sends `request` under `policy` within `budget`; `calls` counts every try (for the
+/// log's outbound call count; a `Cell` so concurrent batches can share it).
 pub async fn send(
     request: &OutboundRequest,
     policy: &RetryPolicy,
     budget: &Budget,
-    mut on_send: impl FnMut(),
+    calls: &Cell<u32>,
 ) -> Result<OutboundResponse, Failure> {
     let mut retries = 0;
     loop {
@@ -74,14 +75,14 @@ pub async fn send(
         if remaining.is_zero() {
             return Err(Failure::TimedOut);
         }
-        on_send();
+        calls.set(calls.get() + 1);
         let (delay, failure) = match host::send(attempt, remaining).await {
             Ok(answer) if !(policy.retryable)(&answer) => return Ok(answer),
             Ok(answer) => {
                 let delay = answer
                     .header("retry-after")
                     .and_then(|v| retry::parse_retry_after(v, host::wall_now()))
-                    .unwrap_or_else(|| retry::backoff(retries, host::random_unit()));
+                    .unwrap_or_else(|| retry::backoff(retries, host::random_u32()));
                 (delay, Failure::Exhausted { last: answer, retry_after: delay })
             }
             Err(SendFailure::TimedOut) => return Err(Failure::TimedOut),
@@ -89,7 +90,7 @@ pub async fn send(
                 return Err(Failure::Unreachable { error, retry_after: Duration::ZERO })
             }
             Err(SendFailure::Transport(error)) => {
-                let delay = retry::backoff(retries, host::random_unit());
+                let delay = retry::backoff(retries, host::random_u32());
                 (delay, Failure::Unreachable { error, retry_after: delay })
             }
         };

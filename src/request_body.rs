@@ -4,10 +4,10 @@
 //! because a typo (`userid`, `whatif`) must never silently do something else, and
 //! least of all revoke when a dry run was meant.
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::sentinel::{read_entity, Entity};
 
 /// Largest body accepted (SPEC.md): far above any real request, small enough that
 /// reading it costs nothing.
@@ -25,10 +25,36 @@ struct RevokeBody {
     #[serde(rename = "userPrincipalName")]
     user_principal_name: Option<String>,
     #[serde(rename = "userIds")]
-    user_ids: Option<IgnoredAny>,
-    entities: Option<IgnoredAny>,
+    user_ids: Option<Vec<String>>,
+    /// Microsoft Sentinel entities, in either shape (see [`crate::sentinel`]).
+    entities: Option<Vec<serde_json::Value>>,
     #[serde(rename = "whatIf")]
     what_if: Option<bool>,
+}
+
+/// What a caller asked for, ids not yet validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeRequest {
+    pub users: Users,
+    /// A dry run: everything but the revoke.
+    pub what_if: bool,
+}
+
+/// One user, or many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Users {
+    One(String),
+    /// Each id with where it came from (`userIds[2]`, `entities[0]`), for error messages.
+    Many { ids: Vec<(String, String)>, skipped: Vec<Skipped> },
+}
+
+/// An entity that names no user to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its position in `entities`.
+    pub index: usize,
+    pub kind: String,
+    pub reason: String,
 }
 
 /// The body of `POST /users/{id}/revokeSignInSessions`: like Graph's, empty or `{}`.
@@ -51,29 +77,28 @@ pub fn check_content_type(content_type: Option<&str>, body: &[u8]) -> Result<(),
     }
 }
 
-/// Reads the query string: only `whatIf` is known, and dry runs come in a later version.
-pub fn check_query(query: &str) -> Result<(), Error> {
+/// Reads the query string: only `whatIf` is known. Returns whether it asks for a dry run.
+pub fn read_query(query: &str) -> Result<bool, Error> {
+    let mut what_if = false;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        match name.as_ref() {
-            "whatIf" => match value.as_ref() {
-                "false" => {}
-                "true" => return Err(what_if_unsupported()),
-                _ => {
-                    return Err(Error::InvalidRequest("The query parameter whatIf must be true or false.".into()))
-                }
-            },
-            _ => {
+        match (name.as_ref(), value.as_ref()) {
+            ("whatIf", "true") => what_if = true,
+            ("whatIf", "false") => {}
+            ("whatIf", _) => {
+                return Err(Error::InvalidRequest("The query parameter whatIf must be true or false.".into()))
+            }
+            (name, _) => {
                 return Err(Error::InvalidRequest(format!(
                     "Unknown query parameter `{name}`; the only one is whatIf."
                 )))
             }
         }
     }
-    Ok(())
+    Ok(what_if)
 }
 
-/// The raw (unvalidated) user id of a `POST /revoke` body.
-pub fn parse_revoke_body(body: &[u8]) -> Result<String, Error> {
+/// Reads a `POST /revoke` body.
+pub fn parse_revoke_body(body: &[u8]) -> Result<RevokeRequest, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::InvalidRequest(
             "The body is empty; send {\"userId\": \"<object id or userPrincipalName>\"}.".into(),
@@ -81,17 +106,8 @@ pub fn parse_revoke_body(body: &[u8]) -> Result<String, Error> {
     }
     let parsed: RevokeBody = serde_json::from_slice(body)
         .map_err(|e| Error::InvalidRequest(format!("The JSON body is invalid: {e}.")))?;
-    if parsed.user_ids.is_some() || parsed.entities.is_some() {
-        return Err(Error::InvalidRequest(
-            "userIds and entities (many users in one request) are not supported by this version; \
-             nothing was revoked. Send one request per user with {\"userId\": ...}."
-                .into(),
-        ));
-    }
-    if parsed.what_if == Some(true) {
-        return Err(what_if_unsupported());
-    }
-    let given: Vec<(&str, String)> = [
+    let what_if = parsed.what_if == Some(true);
+    let single: Vec<(&str, String)> = [
         ("userId", parsed.user_id),
         ("UserId", parsed.user_id_cmdlet),
         ("userPrincipalName", parsed.user_principal_name),
@@ -99,17 +115,54 @@ pub fn parse_revoke_body(body: &[u8]) -> Result<String, Error> {
     .into_iter()
     .filter_map(|(name, value)| value.map(|v| (name, v)))
     .collect();
-    let Some((first_name, first)) = given.first() else {
+    let forms = [!single.is_empty(), parsed.user_ids.is_some(), parsed.entities.is_some()];
+    if forms.iter().filter(|given| **given).count() > 1 {
         return Err(Error::InvalidRequest(
-            "The body has no userId; send {\"userId\": \"<object id or userPrincipalName>\"}.".into(),
+            "Send one of userId, userIds or entities, not several.".into(),
         ));
+    }
+    let users = if let Some(ids) = parsed.user_ids {
+        if ids.is_empty() {
+            return Err(Error::InvalidRequest("userIds is empty; name at least one user.".into()));
+        }
+        let ids = ids.into_iter().enumerate().map(|(i, id)| (format!("userIds[{i}]"), id)).collect();
+        Users::Many { ids, skipped: Vec::new() }
+    } else if let Some(entities) = parsed.entities {
+        read_entities(&entities)?
+    } else {
+        let Some((first_name, first)) = single.first() else {
+            return Err(Error::InvalidRequest(
+                "The body names no user; send {\"userId\": ...}, {\"userIds\": [...]} or {\"entities\": [...]}."
+                    .into(),
+            ));
+        };
+        if let Some((other_name, _)) = single.iter().find(|(_, v)| v != first) {
+            return Err(Error::InvalidRequest(format!(
+                "{first_name} and {other_name} name different users; send one of them."
+            )));
+        }
+        Users::One(first.clone())
     };
-    if let Some((other_name, _)) = given.iter().find(|(_, v)| v != first) {
+    Ok(RevokeRequest { users, what_if })
+}
+
+/// The accounts among Sentinel entities; an error if there are none.
+fn read_entities(entities: &[serde_json::Value]) -> Result<Users, Error> {
+    let mut ids = Vec::new();
+    let mut skipped = Vec::new();
+    for (index, entity) in entities.iter().enumerate() {
+        match read_entity(entity) {
+            Entity::Account(id) => ids.push((format!("entities[{index}]"), id)),
+            Entity::Skipped { kind, reason } => skipped.push(Skipped { index, kind, reason }),
+        }
+    }
+    if ids.is_empty() {
         return Err(Error::InvalidRequest(format!(
-            "{first_name} and {other_name} name different users; send one of them."
+            "The {} entities hold no Account with an aadUserId or accountName and upnSuffix; nothing to revoke.",
+            entities.len()
         )));
     }
-    Ok(first.clone())
+    Ok(Users::Many { ids, skipped })
 }
 
 /// Checks the optional body of the Graph-shaped route: nothing, or `{}`.
@@ -120,14 +173,6 @@ pub fn check_graph_shaped_body(body: &[u8]) -> Result<(), Error> {
     serde_json::from_slice::<GraphShapedBody>(body)
         .map(|_| ())
         .map_err(|e| Error::InvalidRequest(format!("The JSON body is invalid: {e}.")))
-}
-
-fn what_if_unsupported() -> Error {
-    Error::InvalidRequest(
-        "whatIf (dry run) is not supported by this version; nothing was revoked. \
-         Remove whatIf to revoke for real."
-            .into(),
-    )
 }
 
 #[cfg(test)]
@@ -152,14 +197,23 @@ mod tests {
         }
     }
 
+    fn one(body: &[u8]) -> String {
+        match parse_revoke_body(body).unwrap().users {
+            Users::One(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn every_alias_names_the_user() {
         for field in ["userId", "UserId", "userPrincipalName"] {
             let body = format!("{{\"{field}\": \"adele@contoso.com\"}}");
-            assert_eq!(parse_revoke_body(body.as_bytes()).unwrap(), "adele@contoso.com");
+            assert_eq!(one(body.as_bytes()), "adele@contoso.com");
         }
         let same = br#"{"userId": "a@b.com", "userPrincipalName": "a@b.com", "whatIf": false}"#;
-        assert_eq!(parse_revoke_body(same).unwrap(), "a@b.com");
+        assert_eq!(one(same), "a@b.com");
+        assert!(!parse_revoke_body(same).unwrap().what_if);
+        assert!(parse_revoke_body(br#"{"userId": "a@b.com", "whatIf": true}"#).unwrap().what_if);
     }
 
     #[test]
@@ -176,26 +230,40 @@ mod tests {
 
     #[test]
     fn malformed_and_mistyped_bodies_are_invalid_requests() {
-        for body in [&b"{"[..], b"[]", b"\"a@b.com\"", br#"{"userId": 5}"#, br#"{"userId": null}"#, b"{}", b"  "] {
+        for body in [&b"{"[..], b"[]", b"\"a@b.com\"", br#"{"userId": 5}"#, br#"{"userId": null}"#, b"{}", b"  ", br#"{"userIds": "a@b.com"}"#, br#"{"userIds": [1]}"#] {
             assert!(matches!(parse_revoke_body(body), Err(Error::InvalidRequest(_))), "{body:?}");
         }
         assert!(message(parse_revoke_body(b"[]")).contains("a JSON object such as"));
     }
 
     #[test]
-    fn features_of_later_versions_are_refused_never_ignored() {
-        assert!(message(parse_revoke_body(br#"{"userIds": ["a@b.com"]}"#)).contains("nothing was revoked"));
-        assert!(message(parse_revoke_body(br#"{"entities": []}"#)).contains("not supported"));
-        assert!(message(parse_revoke_body(br#"{"userId": "a@b.com", "whatIf": true}"#)).contains("dry run"));
-        assert!(message(check_query("whatIf=true")).contains("dry run"));
+    fn many_users_keep_where_each_id_came_from() {
+        let request = parse_revoke_body(br#"{"userIds": ["a@b.com", "c@d.com"], "whatIf": true}"#).unwrap();
+        assert!(request.what_if);
+        assert_eq!(
+            request.users,
+            Users::Many { ids: vec![("userIds[0]".into(), "a@b.com".into()), ("userIds[1]".into(), "c@d.com".into())], skipped: vec![] }
+        );
+        assert!(message(parse_revoke_body(br#"{"userIds": []}"#)).contains("empty"));
+        assert!(message(parse_revoke_body(br#"{"userId": "a@b.com", "userIds": ["c@d.com"]}"#)).contains("one of"));
+    }
+
+    #[test]
+    fn entities_skip_what_is_not_an_account() {
+        let body = br#"{"entities": [{"kind": "Host", "properties": {}}, {"kind": "Account", "properties": {"accountName": "a", "upnSuffix": "b.com"}}]}"#;
+        let Users::Many { ids, skipped } = parse_revoke_body(body).unwrap().users else { panic!() };
+        assert_eq!(ids, vec![("entities[1]".into(), "a@b.com".into())]);
+        assert_eq!(skipped, vec![Skipped { index: 0, kind: "Host".into(), reason: "not an Account entity".into() }]);
+        assert!(message(parse_revoke_body(br#"{"entities": [{"kind": "Ip", "properties": {}}]}"#)).contains("no Account"));
     }
 
     #[test]
     fn queries_are_strict() {
-        assert!(check_query("").is_ok());
-        assert!(check_query("whatIf=false").is_ok());
-        assert!(message(check_query("whatif=true")).contains("`whatif`"));
-        assert!(message(check_query("whatIf=yes")).contains("true or false"));
+        assert_eq!(read_query(""), Ok(false));
+        assert_eq!(read_query("whatIf=false"), Ok(false));
+        assert_eq!(read_query("whatIf=true"), Ok(true));
+        assert!(message(read_query("whatif=true")).contains("`whatif`"));
+        assert!(message(read_query("whatIf=yes")).contains("true or false"));
     }
 
     #[test]

@@ -7,7 +7,11 @@
 use serde_json::json;
 
 use crate::error::Error;
+use crate::graph::FoundUser;
+use crate::request_body::Skipped;
+use crate::revocation::{Done, ItemResult};
 use crate::settings::Problems;
+use crate::user_id::UserId;
 
 /// A finished answer, ready to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +53,57 @@ pub fn revoked(value: bool, warnings: &[String], correlation: &Correlation) -> R
     Reply::json(200, body, correlation)
 }
 
+/// `200 {"value": false, "whatIf": true, "user": {...}}`: a dry run found the user.
+pub fn dry_run(user: &FoundUser, correlation: &Correlation) -> Reply {
+    Reply::json(200, json!({ "value": false, "whatIf": true, "user": user }), correlation)
+}
+
+/// Many users: `200` when every one succeeded (revoked, or found by a dry run), else
+/// `207`; one result per user in input order, and the entities that were skipped.
+pub fn many(users: &[UserId], results: &[ItemResult], skipped: &[Skipped], what_if: bool, correlation: &Correlation) -> Reply {
+    let all_done = results.iter().all(|r| match &r.outcome {
+        Ok(Done::Revoked(value)) => *value,
+        Ok(Done::Found(_)) => true,
+        Err(_) => false,
+    });
+    let items: Vec<serde_json::Value> = users
+        .iter()
+        .zip(results)
+        .map(|(user, result)| {
+            let mut item = json!({ "userId": user.to_string(), "status": result.status });
+            match &result.outcome {
+                Ok(Done::Revoked(value)) => {
+                    item["value"] = json!(value);
+                    if let Some(warning) = user.warning() {
+                        item["warnings"] = json!([warning]);
+                    }
+                }
+                Ok(Done::Found(found)) => {
+                    item["value"] = json!(false);
+                    item["user"] = json!(found);
+                }
+                Err(error) => {
+                    item["value"] = json!(false);
+                    item["error"] = json!({ "code": error.code(), "message": error.to_string() });
+                }
+            }
+            item
+        })
+        .collect();
+    let mut body = json!({ "value": all_done && !what_if, "results": items });
+    if what_if {
+        body["whatIf"] = json!(true);
+    }
+    if !skipped.is_empty() {
+        let skipped: Vec<_> = skipped
+            .iter()
+            .map(|s| json!({ "index": s.index, "kind": s.kind, "reason": s.reason }))
+            .collect();
+        body["skipped"] = json!(skipped);
+    }
+    Reply::json(if all_done { 200 } else { 207 }, body, correlation)
+}
+
 /// `200 {"status":"ok"}`, or `503 {"status":"misconfigured","missing":[...]}` naming, never showing, what is wrong.
 pub fn health(problems: Option<&Problems>, correlation: &Correlation) -> Reply {
     match problems {
@@ -62,6 +117,13 @@ pub fn health(problems: Option<&Problems>, correlation: &Correlation) -> Reply {
             Reply::json(503, body, correlation)
         }
     }
+}
+
+/// The OpenAPI 2.0 description (`src/openapi.json`, minified by `build.rs`).
+pub fn openapi(correlation: &Correlation) -> Reply {
+    let mut reply = Reply::json(200, json!(null), correlation);
+    reply.body = include_bytes!(concat!(env!("OUT_DIR"), "/openapi.min.json")).to_vec();
+    reply
 }
 
 /// Graph's error shape: `{"error": {"code", "message", "innerError": {...}}}`.

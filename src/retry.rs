@@ -26,19 +26,37 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// or an HTTP-date, relative to `now`. A date in the past means no wait.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+    if value.starts_with(|c: char| c.is_ascii_digit()) {
+        return parse_seconds(value).map(|d| d.min(MAX_RETRY_AFTER));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Longest `Retry-After` taken at its word: a day.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// `7` or `2.128`: digits, optionally a point and more digits. Integer arithmetic
+/// (no float parsing, which would add kilobytes to the component).
+fn parse_seconds(text: &str) -> Option<Duration> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !(fraction.is_empty() || digits(fraction)) {
+        return None;
+    }
+    let seconds = whole.get(..whole.len().min(6))?.parse::<u64>().ok()?;
+    let seconds = if whole.len() > 6 { u64::MAX / 2 } else { seconds };
+    let nanos = fraction.bytes().chain(std::iter::repeat(b'0')).take(9).fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    Some(Duration::new(seconds, nanos))
+}
+
 /// Exponential backoff with jitter for retry number `retry` (0 for the first retry):
-/// `BASE_DELAY * 2^retry`, scaled by `0.5 + jitter / 2` where `jitter` is in `[0, 1)`,
-/// so that many instances throttled together do not come back together.
-pub fn backoff(retry: u32, jitter: f64) -> Duration {
+/// `BASE_DELAY * 2^retry`, scaled into `[1/2, 1)` by `jitter` (any `u32`), so that many
+/// instances throttled together do not come back together.
+pub fn backoff(retry: u32, jitter: u32) -> Duration {
     let full = BASE_DELAY.saturating_mul(1 << retry.min(10)).min(MAX_BACKOFF);
-    full.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+    let half = u64::try_from(full.as_nanos() / 2).unwrap_or(u64::MAX);
+    Duration::from_nanos(half + ((u128::from(half) * u128::from(jitter)) >> 32) as u64)
 }
 
 /// What to do after a retryable failure.
@@ -78,20 +96,23 @@ mod tests {
     fn retry_after_in_all_three_forms() {
         assert_eq!(parse_retry_after("7", now()), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after(" 2.128 ", now()), Some(Duration::from_millis(2128)));
+        assert_eq!(parse_retry_after("0.05", now()), Some(Duration::from_millis(50)));
+        assert_eq!(parse_retry_after("1.", now()), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after("99999999999", now()), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("Wed, 25 Nov 2026 10:00:05 GMT", now()), Some(Duration::from_secs(5)));
         assert_eq!(parse_retry_after("Wed, 25 Nov 2026 09:59:00 GMT", now()), Some(Duration::ZERO));
-        for bad in ["", "soon", "-1", "NaN", "inf"] {
+        for bad in ["", "soon", "-1", "NaN", "inf", "1.2.3", "1e3", ".5", "5 s"] {
             assert_eq!(parse_retry_after(bad, now()), None, "{bad}");
         }
     }
 
     #[test]
     fn backoff_doubles_and_jitters_within_half() {
-        assert_eq!(backoff(0, 0.0), Duration::from_millis(500));
-        let high = backoff(0, 0.999_999);
+        assert_eq!(backoff(0, 0), Duration::from_millis(500));
+        let high = backoff(0, u32::MAX);
         assert!(high > Duration::from_millis(999) && high < Duration::from_secs(1), "{high:?}");
-        assert_eq!(backoff(2, 1.0), Duration::from_secs(4));
-        assert_eq!(backoff(20, 1.0), MAX_BACKOFF);
+        assert_eq!(backoff(2, 1 << 31), Duration::from_secs(3));
+        assert!(backoff(20, u32::MAX) < MAX_BACKOFF && backoff(20, u32::MAX) > MAX_BACKOFF * 99 / 100);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum Route {
     GraphShaped { raw_user_id: String },
     /// `GET /healthz`.
     Health,
+    /// `GET /openapi.json`.
+    OpenApi,
 }
 
 impl Route {
@@ -26,6 +28,7 @@ impl Route {
             Route::Revoke => "revoke",
             Route::GraphShaped { .. } => "revokeSignInSessions",
             Route::Health => "healthz",
+            Route::OpenApi => "openapi",
         }
     }
 }
@@ -42,6 +45,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, Error> {
     match path {
         "/revoke" => only("POST", Route::Revoke),
         "/healthz" => only("GET", Route::Health),
+        "/openapi.json" => only("GET", Route::OpenApi),
         _ => {
             let segment = path
                 .strip_prefix("/users/")
@@ -61,9 +65,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_three_routes() {
+    fn the_four_routes() {
         assert_eq!(route("POST", "/revoke"), Ok(Route::Revoke));
         assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
+        assert_eq!(route("GET", "/openapi.json"), Ok(Route::OpenApi));
         assert_eq!(
             route("POST", "/users/alice%40contoso.com/revokeSignInSessions"),
             Ok(Route::GraphShaped { raw_user_id: "alice@contoso.com".into() })

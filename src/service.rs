@@ -8,18 +8,16 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::batch::Operation;
 use crate::caller_auth::{authenticate, API_KEY_HEADER};
 use crate::error::Error;
-use crate::graph::{self, Revoked};
-use crate::host::{self, KeyValue};
-use crate::pipeline::{self, Budget, Failure};
-use crate::secret::Secret;
-use crate::token_cache;
-use crate::request_body::{check_content_type, check_graph_shaped_body, check_query, parse_revoke_body};
+use crate::graph::Revoked;
+use crate::host;
+use crate::request_body::{check_content_type, check_graph_shaped_body, parse_revoke_body, read_query, RevokeRequest, Users};
 use crate::response::{self, Correlation, Reply};
+use crate::revocation;
 use crate::route::{route, Route};
 use crate::settings::Settings;
-use crate::token;
 use crate::user_id::UserId;
 
 /// The parts of the incoming request the flow reads before the body.
@@ -47,6 +45,8 @@ pub struct Trace {
     pub user_ids: Vec<String>,
     pub outbound_calls: u32,
     pub token_from_cache: bool,
+    /// For the log: `ok`, `revoked`, `partial` (some of many failed) or `whatIf`.
+    pub outcome: &'static str,
 }
 
 /// Serves one request. `body` is awaited only after the caller is authenticated.
@@ -57,81 +57,72 @@ pub async fn serve(
 ) -> Result<Reply, Error> {
     let route = route(&incoming.method, &incoming.path)?;
     trace.route = route.name();
+    if route == Route::OpenApi {
+        return Ok(response::openapi(&trace.correlation));
+    }
     let settings = Settings::load(&host::variable);
     if route == Route::Health {
         return Ok(response::health(settings.as_ref().err(), &trace.correlation));
     }
     let settings = settings.map_err(|problems| Error::Configuration(problems.describe()))?;
     authenticate(incoming.header(API_KEY_HEADER), &settings.api_keys)?;
-    check_query(&incoming.query)?;
+    let query_what_if = read_query(&incoming.query)?;
     let body = body.await?;
     check_content_type(incoming.header("content-type"), &body)?;
-    let raw_user_id = match route {
+    let request = match route {
         Route::GraphShaped { raw_user_id } => {
             check_graph_shaped_body(&body)?;
-            raw_user_id
+            RevokeRequest { users: Users::One(raw_user_id), what_if: false }
         }
         _ => parse_revoke_body(&body)?,
     };
-    let user = UserId::parse(&raw_user_id).map_err(Error::InvalidUserId)?;
-    trace.user_ids.push(user.to_string());
-
-    let Revoked { value } = revoke(&settings, &user, trace).await?;
-    let warnings: Vec<String> = user.warning().into_iter().collect();
-    Ok(response::revoked(value, &warnings, &trace.correlation))
-}
-
-/// A token, then the revoke call; a Graph 401 gets one more try with a fresh token.
-async fn revoke(settings: &Settings, user: &UserId, trace: &mut Trace) -> Result<Revoked, Error> {
-    let budget = Budget::since(trace.started, Duration::from_millis(settings.time_budget_ms));
-    let cache = KeyValue::open_default();
-    let mut token = match cached_token(settings, &cache) {
-        Some(token) => {
-            trace.token_from_cache = true;
-            token
-        }
-        None => fresh_token(settings, &cache, &budget, trace).await?,
-    };
-    let mut refreshed = false;
-    loop {
-        let request = graph::revoke_request(&settings.graph_base_url, user, &token, &trace.correlation.client_request_id);
-        let calls = &mut trace.outbound_calls;
-        let answer = pipeline::send(&request, &graph::RETRY_POLICY, &budget, || *calls += 1).await;
-        let answer = answer.map_err(|failure| {
-            if let Failure::Exhausted { last, .. } = &failure {
-                trace.correlation.graph_request_id = graph::request_id(last);
+    let what_if = request.what_if || query_what_if;
+    match request.users {
+        Users::One(raw) => {
+            let user = UserId::parse(&raw).map_err(Error::InvalidUserId)?;
+            trace.user_ids.push(user.to_string());
+            if what_if {
+                trace.outcome = "whatIf";
+                let found = revocation::look_up_one(&settings, &user, trace).await?;
+                return Ok(response::dry_run(&found, &trace.correlation));
             }
-            graph::gave_up(failure, settings.time_budget_ms)
-        })?;
-        trace.correlation.graph_request_id = graph::request_id(&answer);
-        if answer.status == 401 && !refreshed {
-            // The token was revoked or expired early: forget it, and try once more.
-            cache.delete(&token_cache::key(settings));
-            token = fresh_token(settings, &cache, &budget, trace).await?;
-            trace.token_from_cache = false;
-            refreshed = true;
-            continue;
+            let Revoked { value } = revocation::revoke_one(&settings, &user, trace).await?;
+            trace.outcome = "revoked";
+            let warnings: Vec<String> = user.warning().into_iter().collect();
+            Ok(response::revoked(value, &warnings, &trace.correlation))
         }
-        return graph::read_revoke_response(&answer, user);
+        Users::Many { ids, skipped } => {
+            let users = distinct_users(&ids, settings.max_users)?;
+            trace.user_ids = users.iter().map(UserId::to_string).collect();
+            let operation = if what_if { Operation::Lookup } else { Operation::Revoke };
+            let results = revocation::many(&settings, &users, operation, trace).await?;
+            let reply = response::many(&users, &results, &skipped, what_if, &trace.correlation);
+            trace.outcome = match (what_if, reply.status) {
+                (true, _) => "whatIf",
+                (false, 200) => "revoked",
+                (false, _) => "partial",
+            };
+            Ok(reply)
+        }
     }
 }
 
-/// The cached token, if there is a good one.
-fn cached_token(settings: &Settings, cache: &KeyValue) -> Option<Secret> {
-    let bytes = cache.get(&token_cache::key(settings))?;
-    token_cache::decode(&bytes, host::unix_now())
-}
-
-/// A new token from the identity platform, stored for the next requests.
-async fn fresh_token(settings: &Settings, cache: &KeyValue, budget: &Budget, trace: &mut Trace) -> Result<Secret, Error> {
-    let request = token::token_request(settings, &trace.correlation.client_request_id);
-    let calls = &mut trace.outbound_calls;
-    let answer = pipeline::send(&request, &token::RETRY_POLICY, budget, || *calls += 1)
-        .await
-        .map_err(|failure| token::gave_up(failure, settings.time_budget_ms))?;
-    let token = token::read_token_response(&answer)?;
-    if let Some(entry) = token_cache::encode(&token.value, token.expires_in, host::unix_now()) {
-        cache.set(&token_cache::key(settings), &entry);
+/// Validates every id (the first bad one is a 400 naming where it came from), drops
+/// exact duplicates, and enforces `max_users`, all before any outbound call.
+fn distinct_users(ids: &[(String, String)], max_users: usize) -> Result<Vec<UserId>, Error> {
+    let mut users: Vec<UserId> = Vec::with_capacity(ids.len());
+    for (place, raw) in ids {
+        let user = UserId::parse(raw).map_err(|rule| Error::InvalidUserId(format!("{place}: {rule}")))?;
+        if !users.contains(&user) {
+            users.push(user);
+        }
     }
-    Ok(token.value)
+    if users.len() > max_users {
+        return Err(Error::PayloadTooLarge(format!(
+            "The request names {} distinct users; at most {max_users} (max_users) are allowed in one request. \
+             Split it; nothing was revoked.",
+            users.len()
+        )));
+    }
+    Ok(users)
 }

@@ -49,7 +49,7 @@ impl Problems {
             parts.push(format!(
                 "missing: {} (set them as Spin variables, e.g. SPIN_VARIABLE_{} or a runtime-config secret store)",
                 self.missing.join(", "),
-                self.missing[0].to_uppercase()
+                self.missing[0].to_ascii_uppercase()
             ));
         }
         for (name, rule) in &self.invalid {

@@ -113,6 +113,11 @@ impl RecordedCall {
 /// - `POST /v1.0/users/{id}/revokeSignInSessions` (or `/v1.0/users('{upn}')/…`), the id
 ///   being one path segment: `200` `{"@odata.context": …, "value": true}` with a fresh
 ///   `request-id` and the caller's `client-request-id` echoed.
+/// - `GET /v1.0/users/{id}?$select=…`: `200` `{"id", "userPrincipalName"}` (a dry run's
+///   lookup): an object id is echoed with `user-<first 8>@contoso.com`, a UPN with a fixed id.
+/// - `POST /v1.0/$batch`: every item answered as its own request would be (scripts for
+///   items: [`MockServer::enqueue_batch_item`]), the answers in *reverse* order, so a
+///   client that matches by position instead of by `id` fails.
 /// - anything else: `404` `Request_ResourceNotFound`.
 ///
 /// Graph paths (`/v1.0/…`, `/beta/…`) always carry `request-id` (and the echoed
@@ -127,6 +132,8 @@ pub struct MockServer {
 struct Shared {
     calls: Mutex<Vec<RecordedCall>>,
     script: Mutex<VecDeque<Scripted>>,
+    /// Scripts for `$batch` items, matched on the item's method and relative URL.
+    item_script: Mutex<VecDeque<Scripted>>,
     tokens_issued: AtomicU64,
 }
 
@@ -172,6 +179,27 @@ impl MockServer {
             path_prefix: path_prefix.to_string(),
             response,
         });
+    }
+}
+
+impl MockServer {
+    /// Scripts the answer to the next `$batch` item whose method matches and whose URL
+    /// (relative, as in the batch body: `/users/{id}/revokeSignInSessions`) starts with
+    /// `url_prefix`. Used once each, oldest first. Only status, headers and a JSON body
+    /// are used (`delay` is not).
+    pub fn enqueue_batch_item(&self, method: &str, url_prefix: &str, response: MockResponse) {
+        self.shared.item_script.lock().unwrap().push_back(Scripted {
+            method: method.to_string(),
+            path_prefix: url_prefix.to_string(),
+            response,
+        });
+    }
+}
+
+impl RecordedCall {
+    /// The body as JSON (panics with the text if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body_text()))
     }
 }
 
@@ -280,13 +308,11 @@ fn default_response(shared: &Shared, call: &RecordedCall) -> MockResponse {
             }),
         )
     } else if post && is_revoke_path(path) {
-        MockResponse::json(
-            200,
-            json!({
-                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean",
-                "value": true,
-            }),
-        )
+        revoked()
+    } else if post && path == "/v1.0/$batch" {
+        batch(shared, call)
+    } else if call.method == "GET" && is_user_path(path) {
+        found(path)
     } else {
         MockResponse::json(
             404,
@@ -303,6 +329,76 @@ fn default_response(shared: &Shared, call: &RecordedCall) -> MockResponse {
     } else {
         response
     }
+}
+
+fn revoked() -> MockResponse {
+    MockResponse::json(
+        200,
+        json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean",
+            "value": true,
+        }),
+    )
+}
+
+/// The user a lookup of `/v1.0/users/{id}` finds.
+fn found(path: &str) -> MockResponse {
+    let id = path
+        .strip_prefix("/v1.0/users/")
+        .or_else(|| path.strip_prefix("/v1.0/users('").and_then(|r| r.strip_suffix("')")))
+        .unwrap_or("");
+    let (object_id, upn) = if id.contains('@') {
+        ("00000000-0000-4000-8000-000000000001".to_string(), id.replace("%23", "#").replace("%2B", "+"))
+    } else {
+        (id.to_string(), format!("user-{}@contoso.com", id.get(..8).unwrap_or(id)))
+    };
+    MockResponse::json(200, json!({ "id": object_id, "userPrincipalName": upn }))
+}
+
+/// `/v1.0/users/{id}` or `/v1.0/users('{upn}')`, the id one path segment.
+fn is_user_path(path: &str) -> bool {
+    let one_segment = |id: &str| !id.is_empty() && !id.contains('/');
+    path.strip_prefix("/v1.0/users/").is_some_and(one_segment)
+        || path.strip_prefix("/v1.0/users('").and_then(|r| r.strip_suffix("')")).is_some_and(one_segment)
+}
+
+/// Answers a `$batch`: each item as scripted or as its own request would be, in
+/// reverse order. A body that is not a batch gets Graph's 400.
+fn batch(shared: &Shared, call: &RecordedCall) -> MockResponse {
+    let Some(items) = serde_json::from_slice::<serde_json::Value>(&call.body)
+        .ok()
+        .and_then(|b| b.get("requests").and_then(|r| r.as_array()).cloned())
+    else {
+        return MockResponse::json(400, json!({"error": {"code": "BadRequest", "message": "mock: not a batch"}}));
+    };
+    let mut responses = Vec::new();
+    for item in items.iter().rev() {
+        let id = item["id"].clone();
+        let method = item["method"].as_str().unwrap_or("");
+        let url = item["url"].as_str().unwrap_or("");
+        let scripted = {
+            let mut script = shared.item_script.lock().unwrap();
+            script
+                .iter()
+                .position(|s| s.method.eq_ignore_ascii_case(method) && url.starts_with(&s.path_prefix))
+                .and_then(|i| script.remove(i))
+        };
+        let path = format!("/v1.0{}", url.split('?').next().unwrap_or(""));
+        let answer = match scripted {
+            Some(s) => s.response,
+            None if method == "POST" && is_revoke_path(&path) => revoked(),
+            None if method == "GET" && is_user_path(&path) => found(&path),
+            None => MockResponse::json(404, json!({"error": {"code": "Request_ResourceNotFound", "message": "mock: no route"}})),
+        };
+        let headers: serde_json::Map<String, serde_json::Value> =
+            answer.headers.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+        let mut response = json!({ "id": id, "status": answer.status, "headers": headers });
+        if !answer.body.is_empty() {
+            response["body"] = serde_json::from_slice(&answer.body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&answer.body)));
+        }
+        responses.push(response);
+    }
+    MockResponse::json(200, json!({ "responses": responses }))
 }
 
 /// `/v1.0/users/{id}/revokeSignInSessions` or `/v1.0/users('{upn}')/revokeSignInSessions`

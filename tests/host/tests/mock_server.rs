@@ -141,14 +141,36 @@ async fn revokes_by_id_and_by_quoted_upn() {
 async fn anything_else_is_not_found() {
     let mock = MockServer::start().await;
     for (method, target) in [
-        ("GET", "/v1.0/users/x"),
-        ("POST", "/v1.0/$batch"),
+        ("GET", "/v1.0/users/x/manager"),
+        ("POST", "/v1.0/me"),
         ("DELETE", "/"),
     ] {
         let a = raw(&mock, method, target, &[], "").await;
         assert_eq!(a.status, 404);
         assert_eq!(a.json()["error"]["code"], "Request_ResourceNotFound");
     }
+}
+
+#[tokio::test]
+async fn lookups_and_batches_answer_like_graph() {
+    let mock = MockServer::start().await;
+    let found = raw(&mock, "GET", "/v1.0/users/adele@contoso.com?$select=id,userPrincipalName", &[], "").await;
+    assert_eq!(found.json()["userPrincipalName"], "adele@contoso.com");
+    assert_eq!(raw(&mock, "POST", "/v1.0/$batch", &[], "not a batch").await.status, 400);
+
+    mock.enqueue_batch_item("POST", "/users/b@", MockResponse::empty(429).header("Retry-After", "3"));
+    let body = r#"{"requests": [
+        {"id": "1", "method": "POST", "url": "/users/a@x.com/revokeSignInSessions", "body": {}},
+        {"id": "2", "method": "POST", "url": "/users/b@x.com/revokeSignInSessions", "body": {}},
+        {"id": "3", "method": "GET", "url": "/users/c@x.com?$select=id"}
+    ]}"#;
+    let answer = raw(&mock, "POST", "/v1.0/$batch", &[], body).await.json();
+    let ids: Vec<&str> = answer["responses"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["3", "2", "1"], "answered in reverse order");
+    assert_eq!(answer["responses"][1]["status"], 429);
+    assert_eq!(answer["responses"][1]["headers"]["Retry-After"], "3");
+    assert_eq!(answer["responses"][2]["body"]["value"], true);
+    assert_eq!(answer["responses"][0]["body"]["userPrincipalName"], "c@x.com");
 }
 
 #[tokio::test]
