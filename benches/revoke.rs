@@ -18,6 +18,8 @@ const SAMPLES: usize = 2000;
 const WARM_UP: usize = 200;
 /// Cold first requests timed, each in a newly started app.
 const COLD_SAMPLES: usize = 50;
+/// Requests of 100 users timed (each is 5 batches of 20).
+const MANY_SAMPLES: usize = 200;
 const API_KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
 
 fn main() {
@@ -96,7 +98,23 @@ async fn run() {
     let rate = |samples: &[Duration]| samples.len() as f64 / samples.iter().sum::<Duration>().as_secs_f64();
     let (warm_rate, floor_rate) = (rate(&warm), rate(&floor));
 
+    // 100 users in one request: five $batch calls of 20, up to four in flight.
+    let hundred: Vec<String> = (0..100).map(|i| format!("user{i}@contoso.com")).collect();
+    let many_request = || TestRequest::post("/revoke").header("x-api-key", API_KEY).json(&json!({ "userIds": hundred }));
+    let graph_before = graph.calls().len();
+    let mut many = Vec::with_capacity(MANY_SAMPLES);
+    let mut many_peak_memory = 0;
+    for _ in 0..MANY_SAMPLES {
+        let t = Instant::now();
+        let response = app.send(many_request()).await.unwrap();
+        many.push(t.elapsed());
+        assert_eq!(response.status, 200, "{}", response.text());
+        many_peak_memory = many_peak_memory.max(response.peak_memory_bytes);
+    }
+    let calls_per_hundred = (graph.calls().len() - graph_before) as f64 / MANY_SAMPLES as f64;
+
     let (warm_p50, warm_p99) = percentiles(&mut warm);
+    let (many_p50, many_p99) = percentiles(&mut many);
     let (floor_p50, floor_p99) = percentiles(&mut floor);
     let (cold_p50, cold_p99) = percentiles(&mut cold);
     let (health_p50, health_p99) = percentiles(&mut health);
@@ -111,8 +129,11 @@ async fn run() {
     println!("| /healthz, no outbound call (instantiate + settings + answer): p50 / p99 | {} / {} |", ms(health_p50), ms(health_p99));
     println!("| cold first request (instantiate + token + revoke): p50 / p99 of {COLD_SAMPLES} | {} / {} |", ms(cold_p50), ms(cold_p99));
     println!("| outbound calls per warm revoke | {outbound_per_warm:.2} |");
+    println!("| 100 users in one request: p50 / p99 | {} / {} |", ms(many_p50), ms(many_p99));
+    println!("| 100 users: outbound calls per request | {calls_per_hundred:.2} |");
+    println!("| 100 users p50 / one user warm p50 | {:.2}x |", many_p50.as_secs_f64() / warm_p50.as_secs_f64());
     println!("| component size | {} bytes ({:.1} KiB) |", component.size_bytes(), component.size_bytes() as f64 / 1024.0);
-    println!("| peak linear memory per instance | {} KiB |", peak_memory / 1024);
+    println!("| peak linear memory per instance: one user / 100 users | {} KiB / {} KiB |", peak_memory / 1024, many_peak_memory / 1024);
     println!("| compiling the component (once per process, as Spin does ahead of time) | {} |", ms(compile));
 }
 

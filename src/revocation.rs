@@ -139,7 +139,12 @@ pub async fn many(settings: &Settings, users: &[UserId], operation: Operation, t
             break;
         }
         if unauthorized {
-            session.refresh(trace).await?;
+            // Other batches may already have revoked their users: a failed refresh is
+            // reported on the users it concerns, never as the answer to the whole request.
+            if let Err(error) = session.refresh(trace).await {
+                set_all(&mut results, &again, &error);
+                break;
+            }
         }
         match retry::next_step(retries, MAX_RETRIES, wait, session.budget.elapsed(), session.budget.total()) {
             Next::Retry(delay) => {

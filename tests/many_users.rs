@@ -224,3 +224,24 @@ async fn a_dry_run_for_many_users_looks_each_up_in_a_batch() {
     assert!(items.as_array().unwrap().iter().all(|i| i["method"] == "GET" && i["url"].as_str().unwrap().ends_with("?$select=id,userPrincipalName")));
     assert!(env.graph.calls().iter().all(|c| !c.body_text().contains("revokeSignInSessions")), "a dry run revokes nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answered_401_is_sent_again_once_with_a_fresh_token() {
+    let env = start().await;
+    let expired = || MockResponse::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}));
+    env.graph.enqueue("POST", BATCH, expired());
+    let response = env.send(revoke_many(&upns(2))).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(env.login.calls().len(), 2);
+    let calls = env.graph.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].header("authorization"), Some("Bearer mock-access-token-2"));
+
+    // Refused twice: each user carries the error; no loop.
+    env.graph.enqueue("POST", BATCH, expired());
+    env.graph.enqueue("POST", BATCH, expired());
+    let response = env.send(revoke_many(&upns(2))).await;
+    assert_eq!(response.status, 207, "{}", response.text());
+    assert_eq!(response.json()["results"][0]["error"]["code"], "graphError");
+    assert_eq!(env.graph.calls().len(), 4);
+}
