@@ -13,8 +13,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::{self, Either};
+use futures::SinkExt;
 use spin_executor::CancelOnDropToken;
-use spin_sdk::http::{ErrorCode, Method, Request, Response, SendError};
+use spin_sdk::http::{ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Scheme, SendError};
 use spin_sdk::wit::wasi::config::store as config;
 use spin_sdk::wit::wasi::keyvalue::store as key_value;
 use wasi::clocks::monotonic_clock;
@@ -61,31 +62,54 @@ impl KeyValue {
 /// Redirects are not followed (wasi:http never does), so `Authorization` never leaves
 /// its origin.
 pub async fn send(request: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendFailure> {
-    let method = match request.method {
-        "GET" => Method::Get,
-        _ => Method::Post,
+    match future::select(pin!(exchange(request)), pin!(sleep(timeout))).await {
+        Either::Left((result, _)) => result.map_err(|e| SendFailure::Transport(transport_error(e))),
+        Either::Right(_) => Err(SendFailure::TimedOut),
+    }
+}
+
+/// One request and its whole answer, on wasi:http's own resources: spin-sdk's
+/// `Request`/`Response` would bring `anyhow` (and with it std's backtrace printer and
+/// symbol demangler), `http::Uri` and Unicode case tables, ~80 KiB of the component.
+async fn exchange(request: OutboundRequest) -> Result<OutboundResponse, SendError> {
+    let unbuildable = || SendError::RequestConversion("".into());
+    // `url` starts with an origin that `settings::parse_origin` accepted.
+    let (scheme, rest) = match request.url.split_once("://") {
+        Some(("https", rest)) => (Scheme::Https, rest),
+        Some((_, rest)) => (Scheme::Http, rest),
+        None => return Err(unbuildable()),
     };
-    let mut builder = Request::builder();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     // An explicit length, so the body is not sent chunked (a form POST to the identity
     // platform, an empty POST to Graph: both are best sent plainly).
-    builder.header("content-length", request.body.len().to_string());
-    builder.method(method).uri(request.url).body(request.body);
-    for (name, value) in request.headers {
-        builder.header(name, value);
+    let mut headers = vec![("content-length".to_string(), request.body.len().to_string().into_bytes())];
+    headers.extend(request.headers.into_iter().map(|(n, v)| (n.to_string(), v.into_bytes())));
+    let outgoing = OutgoingRequest::new(Fields::from_list(&headers).map_err(|_| unbuildable())?);
+    let method = if request.method == "GET" { Method::Get } else { Method::Post };
+    if outgoing.set_method(&method).is_err()
+        || outgoing.set_scheme(Some(&scheme)).is_err()
+        || outgoing.set_authority(Some(authority)).is_err()
+        || outgoing.set_path_with_query(Some(if path.is_empty() { "/" } else { path })).is_err()
+    {
+        return Err(unbuildable());
     }
-    let sending = pin!(spin_sdk::http::send::<_, Response>(builder.build()));
-    let response = match future::select(sending, pin!(sleep(timeout))).await {
-        Either::Left((result, _)) => result.map_err(|e| SendFailure::Transport(transport_error(e)))?,
-        Either::Right(_) => return Err(SendFailure::TimedOut),
+    let mut body = outgoing.take_body();
+    let write_body = async move {
+        let written = body.send(request.body).await;
+        drop(body); // finishes the body
+        written.map_err(SendError::Io)
     };
-    Ok(OutboundResponse {
-        status: *response.status(),
-        headers: response
-            .headers()
-            .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect(),
-        body: response.into_body(),
-    })
+    // `send` hands the request to the host on its first poll; the body follows.
+    let (response, ()) = future::try_join(spin_sdk::http::send::<_, IncomingResponse>(outgoing), write_body).await?;
+    let status = response.status();
+    let headers = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let body = response.into_body().await.map_err(|_| SendError::ResponseConversion("".into()))?;
+    Ok(OutboundResponse { status, headers, body })
 }
 
 /// The host's reason, and whether it is worth another try: connection-level trouble
@@ -200,5 +224,12 @@ pub fn now_rfc3339() -> String {
 
 /// Writes one log line to stdout.
 pub fn log(line: &str) {
-    println!("{line}");
+    // Straight to wasi:cli/stdout: std's `println!` machinery costs ~3 KiB.
+    let stdout = wasi::cli::stdout::get_stdout();
+    // `blocking-write-and-flush` takes at most 4096 bytes a call.
+    for chunk in [line.as_bytes(), b"\n"].concat().chunks(4096) {
+        if stdout.blocking_write_and_flush(chunk).is_err() {
+            break;
+        }
+    }
 }
