@@ -79,10 +79,7 @@ pub async fn send(
         let (delay, failure) = match host::send(attempt, remaining).await {
             Ok(answer) if !(policy.retryable)(&answer) => return Ok(answer),
             Ok(answer) => {
-                let delay = answer
-                    .header("retry-after")
-                    .and_then(|v| retry::parse_retry_after(v, host::wall_now()))
-                    .unwrap_or_else(|| retry::backoff(retries, host::random_u32()));
+                let delay = wait_before_retry(Some(&answer), retries);
                 (delay, Failure::Exhausted { last: answer, retry_after: delay })
             }
             Err(SendFailure::TimedOut) => return Err(Failure::TimedOut),
@@ -90,7 +87,7 @@ pub async fn send(
                 return Err(Failure::Unreachable { error, retry_after: Duration::ZERO })
             }
             Err(SendFailure::Transport(error)) => {
-                let delay = retry::backoff(retries, host::random_u32());
+                let delay = wait_before_retry(None, retries);
                 (delay, Failure::Unreachable { error, retry_after: delay })
             }
         };
@@ -102,4 +99,14 @@ pub async fn send(
             Next::GiveUp => return Err(failure),
         }
     }
+}
+
+/// How long to wait before retry number `retries` (0 for the first) after `answer`
+/// (`None`: no answer at all): its `Retry-After`, else backoff with jitter. Also used
+/// for `$batch` items, which carry their own `Retry-After`.
+pub fn wait_before_retry(answer: Option<&OutboundResponse>, retries: u32) -> Duration {
+    answer
+        .and_then(|a| a.header("retry-after"))
+        .and_then(|v| retry::parse_retry_after(v, host::wall_now()))
+        .unwrap_or_else(|| retry::backoff(retries, host::random_u32()))
 }

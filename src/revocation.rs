@@ -125,11 +125,7 @@ pub async fn many(settings: &Settings, users: &[UserId], operation: Operation, t
                     continue;
                 };
                 if retry::is_retryable_status(item.status) {
-                    let delay = item
-                        .header("retry-after")
-                        .and_then(|v| retry::parse_retry_after(v, host::wall_now()))
-                        .unwrap_or_else(|| retry::backoff(retries, host::random_u32()));
-                    wait = wait.max(delay);
+                    wait = wait.max(pipeline::wait_before_retry(Some(&item), retries));
                     again.push(i);
                 }
                 results[i] = Some(read_item(&item, &users[i], operation));
