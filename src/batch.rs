@@ -52,12 +52,7 @@ pub fn batch_request(
     OutboundRequest {
         method: "POST",
         url: format!("{graph_base_url}/v1.0/$batch"),
-        headers: vec![
-            ("authorization", format!("Bearer {}", token.expose())),
-            ("accept", "application/json".into()),
-            ("content-type", "application/json".into()),
-            ("client-request-id", client_request_id.into()),
-        ],
+        headers: [graph::headers(token, client_request_id), vec![("content-type", "application/json".into())]].concat(),
         body: json!({ "requests": requests }).to_string().into_bytes(),
     }
 }

@@ -50,9 +50,23 @@ pub fn lookup_path(user: &UserId) -> String {
     format!("/users{}?$select=id,userPrincipalName", user.path_segment())
 }
 
+/// What every Graph call carries: the bearer token and the request's one `client-request-id`.
+pub fn headers(token: &Secret, client_request_id: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("authorization", format!("Bearer {}", token.expose())),
+        ("accept", "application/json".into()),
+        ("client-request-id", client_request_id.into()),
+    ]
+}
+
 /// The lookup request of a dry run for one user.
 pub fn lookup_request(graph_base_url: &str, user: &UserId, token: &Secret, client_request_id: &str) -> OutboundRequest {
-    OutboundRequest { method: "GET", url: format!("{graph_base_url}/v1.0{}", lookup_path(user)), ..revoke_request(graph_base_url, user, token, client_request_id) }
+    OutboundRequest {
+        method: "GET",
+        url: format!("{graph_base_url}/v1.0{}", lookup_path(user)),
+        headers: headers(token, client_request_id),
+        body: Vec::new(),
+    }
 }
 
 /// The revoke request for one user.
@@ -60,11 +74,7 @@ pub fn revoke_request(graph_base_url: &str, user: &UserId, token: &Secret, clien
     OutboundRequest {
         method: "POST",
         url: format!("{graph_base_url}/v1.0{}", revoke_path(user)),
-        headers: vec![
-            ("authorization", format!("Bearer {}", token.expose())),
-            ("accept", "application/json".into()),
-            ("client-request-id", client_request_id.into()),
-        ],
+        headers: headers(token, client_request_id),
         body: Vec::new(),
     }
 }

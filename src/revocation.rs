@@ -187,6 +187,8 @@ fn set_all(results: &mut [Option<ItemResult>], chunk: &[usize], error: &Error) {
 struct Session<'a> {
     settings: &'a Settings,
     cache: KeyValue,
+    /// Where this request's token lives in `cache`.
+    cache_key: String,
     budget: Budget,
     token: Secret,
     /// A Graph 401 has already been answered with a fresh token.
@@ -198,23 +200,22 @@ impl<'a> Session<'a> {
     async fn open(settings: &'a Settings, trace: &mut Trace) -> Result<Session<'a>, Error> {
         let budget = Budget::since(trace.started, Duration::from_millis(settings.time_budget_ms));
         let cache = KeyValue::open_default();
-        let cached = cache
-            .get(&token_cache::key(settings))
-            .and_then(|bytes| token_cache::decode(&bytes, host::unix_now()));
+        let cache_key = token_cache::key(settings);
+        let cached = cache.get(&cache_key).and_then(|bytes| token_cache::decode(&bytes, host::unix_now()));
         let token = match cached {
             Some(token) => {
                 trace.token_from_cache = true;
                 token
             }
-            None => fresh_token(settings, &cache, &budget, trace).await?,
+            None => fresh_token(settings, &cache, &cache_key, &budget, trace).await?,
         };
-        Ok(Session { settings, cache, budget, token, refreshed: false })
+        Ok(Session { settings, cache, cache_key, budget, token, refreshed: false })
     }
 
     /// Forgets the token (Graph refused it) and gets a fresh one, once.
     async fn refresh(&mut self, trace: &mut Trace) -> Result<(), Error> {
-        self.cache.delete(&token_cache::key(self.settings));
-        self.token = fresh_token(self.settings, &self.cache, &self.budget, trace).await?;
+        self.cache.delete(&self.cache_key);
+        self.token = fresh_token(self.settings, &self.cache, &self.cache_key, &self.budget, trace).await?;
         trace.token_from_cache = false;
         self.refreshed = true;
         Ok(())
@@ -245,7 +246,7 @@ impl<'a> Session<'a> {
 }
 
 /// A new token from the identity platform, stored for the next requests.
-async fn fresh_token(settings: &Settings, cache: &KeyValue, budget: &Budget, trace: &mut Trace) -> Result<Secret, Error> {
+async fn fresh_token(settings: &Settings, cache: &KeyValue, cache_key: &str, budget: &Budget, trace: &mut Trace) -> Result<Secret, Error> {
     let request = token::token_request(settings, &trace.correlation.client_request_id);
     let calls = Cell::new(0);
     let answer = pipeline::send(&request, &token::RETRY_POLICY, budget, &calls).await;
@@ -253,7 +254,7 @@ async fn fresh_token(settings: &Settings, cache: &KeyValue, budget: &Budget, tra
     let answer = answer.map_err(|failure| token::gave_up(failure, settings.time_budget_ms))?;
     let token = token::read_token_response(&answer)?;
     if let Some(entry) = token_cache::encode(&token.value, token.expires_in, host::unix_now()) {
-        cache.set(&token_cache::key(settings), &entry);
+        cache.set(cache_key, &entry);
     }
     Ok(token.value)
 }
