@@ -4,7 +4,7 @@
 //! because a typo (`userid`, `whatif`) must never silently do something else, and
 //! least of all revoke when a dry run was meant.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
@@ -57,19 +57,21 @@ pub enum Users {
 ///
 /// Keyed by the validated id, so it survives the dropping of duplicates: a user named
 /// twice counts as derived if either naming was derived (one warning too many beats
-/// one too few when the guess may be another person).
+/// one too few when the guess may be another person). `name@upnSuffix` is the only
+/// derivation there is, so a set of ids says it all (and shares its code with the
+/// duplicate check's set).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Derived(BTreeMap<String, Source>);
+pub struct Derived(BTreeSet<String>);
 
 impl Derived {
     /// Notes that `raw` came from `source`, if that is a derivation. An id that does not
     /// parse is left out: the request is refused for it anyway, before any outbound call.
     fn note(&mut self, raw: &str, source: Source) {
-        if source.derived_from().is_none() {
+        if source != Source::NameAtUpnSuffix {
             return;
         }
         if let Ok(user) = UserId::parse(raw) {
-            self.0.insert(user.to_string(), source);
+            self.0.insert(user.to_string());
         }
     }
 
@@ -78,7 +80,7 @@ impl Derived {
         if self.0.is_empty() {
             return None;
         }
-        self.0.get(&user.to_string()).copied()
+        self.0.contains(&user.to_string()).then_some(Source::NameAtUpnSuffix)
     }
 }
 
