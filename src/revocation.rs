@@ -52,7 +52,7 @@ pub async fn revoke_one(settings: &Settings, user: &UserId, trace: &mut Trace) -
     let answer = session
         .call(&|token, id| graph::revoke_request(&settings.graph_base_url, user, token, id), trace)
         .await?;
-    graph::read_revoke_response(&answer, user)
+    graph::read_revoke_response(&answer, user, host::wall_now())
 }
 
 /// Looks one user up, for a dry run.
@@ -61,7 +61,7 @@ pub async fn look_up_one(settings: &Settings, user: &UserId, trace: &mut Trace) 
     let answer = session
         .call(&|token, id| graph::lookup_request(&settings.graph_base_url, user, token, id), trace)
         .await?;
-    graph::read_lookup_response(&answer, user)
+    graph::read_lookup_response(&answer, user, host::wall_now())
 }
 
 /// Revokes (or, for a dry run, looks up) many users through `$batch`; one result per
@@ -171,8 +171,8 @@ pub async fn many(settings: &Settings, users: &[UserId], operation: Operation, t
 /// One item's answer as a result.
 fn read_item(item: &OutboundResponse, user: &UserId, operation: Operation) -> ItemResult {
     let outcome = match operation {
-        Operation::Revoke => graph::read_revoke_response(item, user).map(|r| Done::Revoked(r.value)),
-        Operation::Lookup => graph::read_lookup_response(item, user).map(Done::Found),
+        Operation::Revoke => graph::read_revoke_response(item, user, host::wall_now()).map(|r| Done::Revoked(r.value)),
+        Operation::Lookup => graph::read_lookup_response(item, user, host::wall_now()).map(Done::Found),
     };
     ItemResult { status: item.status, outcome }
 }

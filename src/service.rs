@@ -69,13 +69,15 @@ pub async fn serve(
     authenticate(incoming.header(API_KEY_HEADER), &settings.api_keys)?;
     let query_what_if = read_query(&incoming.query)?;
     let body = body.await?;
-    check_content_type(incoming.header("content-type"), &body)?;
     let request = match route {
         Route::GraphShaped { raw_user_id } => {
-            check_graph_shaped_body(&body)?;
+            check_graph_shaped_body(incoming.header("content-type"), &body)?;
             RevokeRequest { users: Users::One(raw_user_id), what_if: false }
         }
-        _ => parse_revoke_body(&body)?,
+        _ => {
+            check_content_type(incoming.header("content-type"), &body)?;
+            parse_revoke_body(&body)?
+        }
     };
     let what_if = request.what_if || query_what_if;
     match request.users {
@@ -92,12 +94,12 @@ pub async fn serve(
             let warnings: Vec<String> = user.warning().into_iter().collect();
             Ok(response::revoked(value, &warnings, &trace.correlation))
         }
-        Users::Many { ids, skipped } => {
+        Users::Many { ids, skipped, derived } => {
             let users = distinct_users(&ids, settings.max_users)?;
             trace.user_ids = users.iter().map(UserId::to_string).collect();
             let operation = if what_if { Operation::Lookup } else { Operation::Revoke };
             let results = revocation::many(&settings, &users, operation, trace).await?;
-            let reply = response::many(&users, &results, &skipped, what_if, &trace.correlation);
+            let reply = response::many(&users, &derived, &results, &skipped, what_if, &trace.correlation);
             trace.outcome = match (what_if, reply.status) {
                 (true, _) => "whatIf",
                 (false, 200) => "revoked",

@@ -169,27 +169,53 @@ fn parse_api_keys(text: &str) -> Result<Vec<Secret>, String> {
     Ok(keys.into_iter().map(Secret::new).collect())
 }
 
-/// An origin: `https://host[:port]` (or `http://` for local tests), no path, query or user info.
-/// Returned without a trailing slash, ready for `{origin}/v1.0/...`.
+/// An origin: `https://host[:port]`, no path, query or user info; plain `http://` only
+/// for a loopback host (`127.0.0.0/8`, `localhost`, `[::1]`: local tests and a sidecar
+/// proxy), because the identity platform's answer carries the access token and the
+/// token request the client secret. Returned lower case without a trailing slash, ready
+/// for `{origin}/v1.0/...`.
 pub fn parse_origin(text: &str) -> Result<String, String> {
     let rule = "must be an origin such as https://graph.microsoft.com (scheme and host, no path)";
-    let rest = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"))
-        .ok_or_else(|| rule.to_string())?;
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
+    let (rest, https) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+        (Some(rest), _) => (rest, true),
+        (None, Some(rest)) => (rest, false),
+        (None, None) => return Err(rule.into()),
     };
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    // An IPv6 literal is accepted only as the loopback `[::1]`.
+    let (host, port) = match authority.strip_prefix("[::1]") {
+        Some("") => ("[::1]", None),
+        Some(after) => ("[::1]", Some(after.strip_prefix(':').ok_or_else(|| rule.to_string())?)),
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = host == "[::1]"
+        || (!host.is_empty()
+            && host.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')));
     let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
-    if host_ok && port_ok {
-        Ok(text[..text.len() - (rest.len() - authority.len())].to_ascii_lowercase())
-    } else {
-        Err(rule.into())
+    if !(host_ok && port_ok) {
+        return Err(rule.into());
     }
+    if !https && !is_loopback(host) {
+        return Err(
+            "must use https:// (plain http:// is allowed only for a loopback host: 127.0.0.0/8, localhost or [::1])"
+                .into(),
+        );
+    }
+    Ok(text[..text.len() - (rest.len() - authority.len())].to_ascii_lowercase())
+}
+
+/// `localhost`, `[::1]`, or an IPv4 address in `127.0.0.0/8` written as four decimal numbers.
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") || host == "[::1]" {
+        return true;
+    }
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets[0] == "127"
+        && octets.iter().all(|o| !o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()) && o.parse::<u16>().is_ok_and(|n| n <= 255))
 }
 
 /// A whole number above zero; `unit` completes the rule's wording.
@@ -284,5 +310,49 @@ mod tests {
         ] {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback_hosts() {
+        for ok in [
+            "http://127.0.0.1",
+            "http://127.0.0.1:8080/",
+            "http://127.255.3.4:9",
+            "http://localhost:3000",
+            "http://LocalHost",
+            "http://[::1]",
+            "http://[::1]:8443",
+            "https://[::1]:8443",
+            "https://graph.microsoft.com",
+            "https://10.0.0.5:8443",
+        ] {
+            assert!(parse_origin(ok).is_ok(), "{ok}: {:?}", parse_origin(ok));
+        }
+        assert_eq!(parse_origin("http://[::1]:8443/").unwrap(), "http://[::1]:8443");
+        for plain in [
+            "http://graph.microsoft.com",
+            "http://login.microsoftonline.com:80",
+            "http://128.0.0.1",
+            "http://10.0.0.5:8080",
+            "http://127.0.0.1.nip.io",
+            "http://localhost.evil.com",
+            "http://127.0.0.256",
+            "http://127.1",
+        ] {
+            let rule = parse_origin(plain).unwrap_err();
+            assert!(rule.contains("must use https://") && rule.contains("loopback"), "{plain}: {rule}");
+        }
+        for malformed in ["http://[::2]", "http://[::1]x", "http://[::1]:", "https://[fe80::1]", "http://[::1]/x"] {
+            assert!(parse_origin(malformed).unwrap_err().contains("must be an origin"), "{malformed}");
+        }
+    }
+
+    #[test]
+    fn a_plain_http_base_url_is_a_named_configuration_problem() {
+        let mut vars = good();
+        vars.insert("graph_base_url", "http://graph.microsoft.com".into());
+        let problems = load(&vars).unwrap_err();
+        assert_eq!(problems.invalid.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["graph_base_url"]);
+        assert!(problems.describe().contains("graph_base_url must use https://"), "{}", problems.describe());
     }
 }

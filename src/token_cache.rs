@@ -16,6 +16,11 @@ use crate::settings::Settings;
 
 /// Renew this long before the platform's `expires_in` runs out (SPEC.md).
 pub const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+/// Longest a token is kept, whatever `expires_in` says: a day. Entra ID access tokens
+/// live 60 to 90 minutes (a day at most with a configured lifetime policy); a longer
+/// claim is a broken or hostile answer, and must not pin a token in the cache, let
+/// alone overflow the expiry time.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Bumped when the stored shape changes, so an old entry is ignored rather than misread.
 const FORMAT: u32 = 1;
 
@@ -38,11 +43,13 @@ pub fn key(settings: &Settings) -> String {
     )
 }
 
-/// The entry to store for a token that expires `expires_in` seconds after `now_unix`,
-/// or `None` when it would be stale at once (shorter-lived than [`RENEW_BEFORE`]).
+/// The entry to store for a token that expires `expires_in` seconds after `now_unix`
+/// (at most [`MAX_LIFETIME`]), or `None` when it would be stale at once (shorter-lived
+/// than [`RENEW_BEFORE`]).
 pub fn encode(token: &Secret, expires_in: u64, now_unix: u64) -> Option<Vec<u8>> {
     (expires_in > RENEW_BEFORE.as_secs()).then(|| {
-        let entry = Entry { format: FORMAT, access_token: token.expose().to_string(), expires_at: now_unix + expires_in };
+        let expires_at = now_unix.saturating_add(expires_in.min(MAX_LIFETIME.as_secs()));
+        let entry = Entry { format: FORMAT, access_token: token.expose().to_string(), expires_at };
         serde_json::to_vec(&entry).expect("serialising a plain struct")
     })
 }
@@ -52,7 +59,7 @@ pub fn decode(bytes: &[u8], now_unix: u64) -> Option<Secret> {
     let entry: Entry = serde_json::from_slice(bytes).ok()?;
     let fresh = entry.format == FORMAT
         && !entry.access_token.is_empty()
-        && now_unix + RENEW_BEFORE.as_secs() < entry.expires_at;
+        && now_unix.saturating_add(RENEW_BEFORE.as_secs()) < entry.expires_at;
     fresh.then(|| Secret::new(entry.access_token))
 }
 
@@ -75,6 +82,20 @@ mod tests {
     fn short_lived_tokens_are_not_stored() {
         assert!(encode(&Secret::new("tok"), 300, NOW).is_none());
         assert!(encode(&Secret::new("tok"), 301, NOW).is_some());
+    }
+
+    #[test]
+    fn a_huge_expires_in_is_capped_at_a_day_and_never_overflows() {
+        for expires_in in [u64::MAX, u64::MAX - NOW + 1, 10 * 365 * 86_400] {
+            let bytes = encode(&Secret::new("tok"), expires_in, NOW).unwrap();
+            let entry: Entry = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(entry.expires_at, NOW + MAX_LIFETIME.as_secs(), "{expires_in}");
+            assert!(decode(&bytes, NOW + MAX_LIFETIME.as_secs() - 301).is_some());
+            assert!(decode(&bytes, NOW + MAX_LIFETIME.as_secs() - 300).is_none());
+        }
+        // Clocks at the end of time do not panic either.
+        assert!(encode(&Secret::new("tok"), 3599, u64::MAX).is_some());
+        assert!(decode(&encode(&Secret::new("tok"), 3599, u64::MAX).unwrap(), u64::MAX).is_none());
     }
 
     #[test]
