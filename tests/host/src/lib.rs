@@ -79,7 +79,7 @@ pub use key_value::KeyValueBackend;
 pub use providers::{LookupCause, ProviderKind, ProviderLookups, VaultContents};
 pub use runtime_config::{ProviderConfig, RuntimeConfig};
 pub use component::Component;
-pub use manifest::Manifest;
+pub use manifest::{DeclaredVariable, Manifest};
 pub use mock::{MockResponse, MockServer, RecordedCall};
 pub use wire::{TestRequest, TestResponse};
 pub use wit::{world_exports, world_imports};
