@@ -209,9 +209,12 @@ impl ProviderChain {
     }
 }
 
+/// Lookups per (variable, provider kind, cause).
+type Counts = BTreeMap<(String, ProviderKind, LookupCause), usize>;
+
 /// Counts of provider lookups, shared by an app and every request of it.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct LookupCounter(Arc<Mutex<BTreeMap<(String, ProviderKind, LookupCause), usize>>>);
+pub(crate) struct LookupCounter(Arc<Mutex<Counts>>);
 
 impl LookupCounter {
     fn record(&self, name: &str, kind: ProviderKind, cause: LookupCause) {
@@ -236,7 +239,7 @@ impl LookupCounter {
 /// ([`ProviderKind::is_vault`]) is one round trip to the secret store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProviderLookups {
-    counts: BTreeMap<(String, ProviderKind, LookupCause), usize>,
+    counts: Counts,
 }
 
 impl ProviderLookups {
