@@ -25,10 +25,7 @@ fn root() -> PathBuf {
 fn yaml_documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_norway::Deserializer::from_str(&text)
-        .map(|doc| {
-            let value = <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            value
-        })
+        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -141,7 +138,8 @@ fn the_spinapp_validates_against_the_vendored_crd_and_the_operators_webhook() {
 fn the_validation_refuses_what_the_cluster_would_refuse_or_drop() {
     let validator = spinapp_validator();
     let good = one_of_kind(&deployment(), "SpinApp");
-    let mutations: [(&str, fn(&mut Value)); 6] = [
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: [Mutation; 6] = [
         ("a misspelt field", |v| v["spec"]["replica"] = json!(2)),
         ("a secretKeyRef without key", |v| {
             v["spec"]["variables"][2]["valueFrom"]["secretKeyRef"].as_object_mut().unwrap().remove("key");
