@@ -1,8 +1,11 @@
 //! A running app: `spin up` for one component, without a listening socket.
 //!
-//! [`TestApp::start`] does what Spin does before it serves: resolve variables (refusing to
-//! start without a required one), resolve `allowed_outbound_hosts`, set up the key-value
-//! store. [`TestApp::send`] then handles one request the way Spin's `wasi:http` executor
+//! [`TestApp::start`] does what Spin does before it serves: check that a provider might
+//! answer every required variable (refusing to start otherwise), set up the key-value
+//! store. Variables are resolved later, through the provider chain, when the guest reads
+//! them and on each instance's first outbound request (see `variables`); every provider
+//! lookup is counted ([`TestApp::provider_lookups`]). [`TestApp::builder`] starts an app
+//! from a runtime config, an environment and a vault's contents. [`TestApp::send`] then handles one request the way Spin's `wasi:http` executor
 //! does: a fresh `Store` and instance per request, the response taken from the
 //! response-outparam, the body read to the end, then the guest task awaited.
 
@@ -20,13 +23,14 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::allowed_hosts::AllowedHosts;
 use crate::component::Component;
-use crate::key_value::{KeyValueAccess, SharedMap, DEFAULT_STORE};
+use crate::key_value::{KeyValueAccess, KeyValueBackend, SharedMap, DEFAULT_STORE};
 use crate::manifest::Manifest;
-use crate::outbound::OutboundPolicy;
+use crate::outbound::{AllowedHostsCheck, OutboundPolicy};
+use crate::providers::{ProviderKind, ProviderLookups};
 use crate::route::Route;
 use crate::state::{HostState, MemoryWatch};
+use crate::template::Template;
 use crate::variables::Variables;
 use crate::wire::{TestRequest, TestResponse};
 
@@ -62,7 +66,8 @@ impl Default for AppOptions {
 pub struct TestApp {
     component: Arc<Component>,
     variables: Arc<Variables>,
-    allowed_hosts: Arc<AllowedHosts>,
+    /// As written; resolved per instance on its first outbound request.
+    allowed_outbound_hosts: Arc<Vec<Template>>,
     route: Route,
     environment: Vec<(String, String)>,
     key_value: KeyValueAccess,
@@ -74,9 +79,10 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Starts the app as `spin up` would with `SPIN_VARIABLE_<NAME>=<value>` for each of
-    /// `variables` (names in any case). Fails, naming the variable, if a `required`
-    /// variable has no value, as Spin refuses to start. Undeclared names are ignored.
+    /// Starts the app as `spin up` would without a runtime config, with
+    /// `SPIN_VARIABLE_<NAME>=<value>` for each of `variables` (names in any case). Fails,
+    /// naming the variable, if a `required` variable has no value, as Spin refuses to
+    /// start. Undeclared names are ignored.
     pub fn start(
         component: Arc<Component>,
         manifest: &Manifest,
@@ -93,16 +99,18 @@ impl TestApp {
         options: AppOptions,
     ) -> Result<TestApp> {
         let variables = Variables::resolve(manifest, variables)?;
+        Self::assemble(component, manifest, variables, options.key_value_store, None)
+    }
 
-        let hosts = manifest
-            .component
-            .allowed_outbound_hosts
-            .iter()
-            .map(|t| variables.render(t))
-            .collect::<Result<Vec<_>>>()?;
-        let allowed_hosts = AllowedHosts::parse(&hosts)
-            .with_context(|| format!("allowed_outbound_hosts resolved to {hosts:?}"))?;
-
+    /// An app whose variables `variables` answers; its `default` store is `backend`, or a
+    /// new one (`key_value_store: false`: no store at all).
+    pub(crate) fn assemble(
+        component: Arc<Component>,
+        manifest: &Manifest,
+        variables: Variables,
+        key_value_store: bool,
+        backend: Option<KeyValueBackend>,
+    ) -> Result<TestApp> {
         // Spin refuses to start when a component names a store its runtime config does
         // not define; without a runtime config only `default` exists.
         let labels = &manifest.component.key_value_stores;
@@ -111,16 +119,16 @@ impl TestApp {
                 "unknown key_value_stores label {label:?}: the test host provides only \"default\""
             );
         }
-        let store = SharedMap::default();
+        let store = backend.map(|b| b.0).unwrap_or_default();
         let key_value = KeyValueAccess {
             allowed: labels.clone(),
-            default_store: options.key_value_store.then(|| store.clone()),
+            default_store: key_value_store.then(|| store.clone()),
         };
 
         Ok(TestApp {
             component,
             variables: Arc::new(variables),
-            allowed_hosts: Arc::new(allowed_hosts),
+            allowed_outbound_hosts: Arc::new(manifest.component.allowed_outbound_hosts.clone()),
             route: manifest.component.route.clone(),
             environment: manifest
                 .component
@@ -240,6 +248,37 @@ impl TestApp {
             .insert(key.to_string(), value.to_vec());
     }
 
+    /// Provider lookups since the app started or the counts were last reset.
+    pub fn provider_lookups(&self) -> ProviderLookups {
+        self.variables.lookups().snapshot()
+    }
+
+    /// Sets the lookup counts back to zero.
+    pub fn reset_provider_lookups(&self) {
+        self.variables.lookups().reset()
+    }
+
+    /// The lookups so far, setting the counts back to zero: what one request cost.
+    pub fn take_provider_lookups(&self) -> ProviderLookups {
+        self.variables.lookups().take()
+    }
+
+    /// The variable providers Spin asks, in order (the appended environment last).
+    pub fn provider_kinds(&self) -> Vec<ProviderKind> {
+        self.variables.provider_kinds()
+    }
+
+    /// Resolutions that failed (a provider error, or no value), as Spin logs them,
+    /// oldest first: from the guest's reads and from the outbound check.
+    pub fn variable_errors(&self) -> Vec<String> {
+        self.variables.errors()
+    }
+
+    /// The `default` store's backend, to share it with another app.
+    pub fn key_value_backend(&self) -> KeyValueBackend {
+        KeyValueBackend(self.store.clone())
+    }
+
     /// The keys of the `default` key-value store, sorted.
     pub fn kv_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.store.lock().unwrap().keys().cloned().collect();
@@ -258,7 +297,7 @@ impl TestApp {
             http: WasiHttpCtx::new(),
             table: Default::default(),
             outbound: OutboundPolicy {
-                allowed: self.allowed_hosts.clone(),
+                allowed: AllowedHostsCheck::new(self.variables.clone(), self.allowed_outbound_hosts.clone()),
                 denied: self.denied.clone(),
                 kept_off_network: self.kept_off_network.clone(),
             },
