@@ -5,11 +5,16 @@
 //! valid variable name); application variables the table does not map stay invisible.
 //! `get-all` returns the whole table, resolved.
 
+//!
+//! Every `get` is counted by key ([`crate::TestApp::config_reads`]): in Spin each read
+//! goes through the variable providers uncached, so a read can be a vault round trip.
+
 use crate::bindings::config_store::{Error, Host};
 use crate::state::HostState;
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, Error>> {
+        *self.config_reads.lock().unwrap().entry(key.clone()).or_default() += 1;
         Ok(Ok(self.variables.component_value(&key).map(str::to_string)))
     }
 
