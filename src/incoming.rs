@@ -64,3 +64,47 @@ pub async fn read_body(
     };
     body
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_host::FakeHost;
+    use std::time::Duration;
+
+    fn incoming(content_length: Option<usize>) -> Incoming {
+        let headers = content_length.map(|n| ("content-length".to_string(), n.to_string())).into_iter().collect();
+        Incoming { method: "POST".into(), path: "/revoke".into(), query: String::new(), headers }
+    }
+
+    fn read(host: &FakeHost, incoming: &Incoming, chunks: Vec<Vec<u8>>) -> Result<Vec<u8>, Error> {
+        let budget = Budget::since(Duration::ZERO, Duration::from_secs(25));
+        host.run(read_body(host, incoming, futures::stream::iter(chunks.into_iter().map(Ok)), &budget))
+    }
+
+    #[test]
+    fn chunks_are_joined() {
+        let host = FakeHost::new();
+        assert_eq!(read(&host, &incoming(None), vec![b"{\"a\":".to_vec(), b"1}".to_vec()]), Ok(b"{\"a\":1}".to_vec()));
+        assert_eq!(read(&host, &incoming(None), vec![]), Ok(vec![]));
+    }
+
+    #[test]
+    fn too_large_is_refused_by_its_declared_length_or_as_it_streams() {
+        let host = FakeHost::new();
+        let declared = read(&host, &incoming(Some(MAX_BODY_BYTES + 1)), vec![b"{}".to_vec()]);
+        assert_eq!(declared.unwrap_err().code(), "payloadTooLarge");
+        let chunk = vec![b' '; 16 * 1024];
+        let streamed = read(&host, &incoming(None), vec![chunk; 5]);
+        assert_eq!(streamed.unwrap_err().code(), "payloadTooLarge");
+        assert_eq!(read(&host, &incoming(None), vec![vec![b' '; MAX_BODY_BYTES]]).unwrap().len(), MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn a_broken_body_is_a_400() {
+        let host = FakeHost::new();
+        let budget = Budget::since(Duration::ZERO, Duration::from_secs(25));
+        let chunks = futures::stream::iter([Ok(b"{".to_vec()), Err(())]);
+        let error = host.run(read_body(&host, &incoming(None), chunks, &budget)).unwrap_err();
+        assert_eq!(error.code(), "invalidRequest");
+    }
+}

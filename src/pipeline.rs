@@ -118,3 +118,69 @@ pub fn wait_before_retry(host: &impl Host, answer: Option<&OutboundResponse>, re
         .and_then(|v| retry::parse_retry_after(v, host.wall_now()))
         .unwrap_or_else(|| retry::backoff(retries, host.random_u32()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_host::{FakeHost, Reply};
+
+    fn request() -> OutboundRequest {
+        OutboundRequest { method: "POST", url: "https://graph.test/v1.0/x".into(), headers: vec![("client-request-id", "cid".into())], body: vec![] }
+    }
+
+    fn send_on(host: &FakeHost, budget_s: u64) -> (Result<OutboundResponse, Failure>, u32) {
+        let calls = Cell::new(0);
+        let budget = Budget::since(host.now(), Duration::from_secs(budget_s));
+        let policy = RetryPolicy { max_retries: 3, retryable: |a| retry::is_retryable_status(a.status) };
+        let result = host.run(send(host, &request(), &policy, &budget, &calls));
+        (result, calls.get())
+    }
+
+    #[test]
+    fn retries_carry_retry_attempt_and_the_same_client_request_id() {
+        let host = FakeHost::new();
+        host.enqueue("POST", "/v1.0/x", Reply::status(503));
+        host.enqueue("POST", "/v1.0/x", Reply::status(429).header("Retry-After", "2"));
+        host.enqueue("POST", "/v1.0/x", Reply::status(204));
+        let (result, calls) = send_on(&host, 25);
+        assert_eq!((result.unwrap().status, calls), (204, 3));
+        let sent = host.sent();
+        let attempts: Vec<_> = sent.iter().map(|s| s.header("retry-attempt")).collect();
+        assert_eq!(attempts, vec![None, Some("1"), Some("2")]);
+        assert!(sent.iter().all(|s| s.header("client-request-id") == Some("cid")));
+        // Backoff 0.75 s (no Retry-After), then the 2 s Graph asked for.
+        assert_eq!(sent.iter().map(|s| s.at).collect::<Vec<_>>(), vec![Duration::ZERO, Duration::from_millis(750), Duration::from_millis(2750)]);
+    }
+
+    #[test]
+    fn a_permanent_transport_failure_is_not_retried_and_a_temporary_one_is() {
+        let host = FakeHost::new();
+        host.enqueue("POST", "/v1.0/x", Reply::Unreachable { temporary: false });
+        let (result, calls) = send_on(&host, 25);
+        assert!(matches!(result, Err(Failure::Unreachable { retry_after, .. }) if retry_after.is_zero()));
+        assert_eq!(calls, 1);
+
+        let host = FakeHost::new();
+        for _ in 0..4 {
+            host.enqueue("POST", "/v1.0/x", Reply::Unreachable { temporary: true });
+        }
+        let (result, calls) = send_on(&host, 25);
+        assert!(matches!(result, Err(Failure::Unreachable { error, .. }) if error.temporary));
+        assert_eq!(calls, 4);
+    }
+
+    #[test]
+    fn each_try_gets_only_what_is_left_of_the_budget() {
+        let host = FakeHost::new();
+        host.enqueue("POST", "/v1.0/x", Reply::status(503).header("Retry-After", "1"));
+        host.enqueue("POST", "/v1.0/x", Reply::Hang);
+        let (result, calls) = send_on(&host, 5);
+        assert_eq!((result, calls), (Err(Failure::TimedOut), 2));
+        assert_eq!(host.now(), Duration::from_secs(5));
+
+        // A spent budget sends nothing.
+        let host = FakeHost::new();
+        let (result, calls) = send_on(&host, 0);
+        assert_eq!((result, calls), (Err(Failure::TimedOut), 0));
+    }
+}

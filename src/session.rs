@@ -116,3 +116,80 @@ impl<'a, H: Host> Session<'a, H> {
         Ok(token.value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_host::{FakeHost, Reply};
+    use serde_json::json;
+
+    fn graph_settings(host: &FakeHost) -> GraphSettings {
+        GraphSettings::load(&|name| host.variable(name)).unwrap()
+    }
+
+    fn secret_reads(host: &FakeHost) -> usize {
+        host.reads().iter().filter(|n| *n == "client_secret").count()
+    }
+
+    fn expired() -> Reply {
+        Reply::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "x"}}))
+    }
+
+    fn revoke(token: &Secret, id: &str) -> OutboundRequest {
+        let user = crate::user_id::UserId::parse("a@contoso.com").unwrap();
+        graph::revoke_request(crate::fake_host::GRAPH, &user, token, id)
+    }
+
+    #[test]
+    fn a_cached_token_reads_no_credential_and_a_fresh_one_is_stored() {
+        let host = FakeHost::new();
+        let settings = graph_settings(&host);
+        let mut trace = Trace::default();
+        let session = host.run(Session::open(&host, &settings, &mut trace)).unwrap();
+        assert_eq!((session.token.expose(), trace.token_from_cache, secret_reads(&host)), ("token-1", false, 1));
+        drop(session);
+        let mut trace = Trace::default();
+        let session = host.run(Session::open(&host, &settings, &mut trace)).unwrap();
+        assert_eq!((session.token.expose(), trace.token_from_cache, secret_reads(&host)), ("token-1", true, 1));
+        assert_eq!(host.token_requests(), 1);
+    }
+
+    #[test]
+    fn a_refresh_reads_the_credential_at_most_once_per_request() {
+        // Cold, then a 401: the credential read for the first token serves the refresh.
+        let host = FakeHost::new();
+        host.enqueue("POST", "/revokeSignInSessions", expired());
+        let settings = graph_settings(&host);
+        let mut trace = Trace::default();
+        let answer = host.run(async {
+            let mut session = Session::open(&host, &settings, &mut trace).await?;
+            session.call(&revoke, &mut trace).await
+        });
+        assert_eq!(answer.unwrap().status, 200);
+        assert_eq!((host.token_requests(), secret_reads(&host)), (2, 1));
+
+        // Warm, then a 401: read once, for the refresh.
+        let host = FakeHost::new();
+        host.plant_token("warm");
+        host.enqueue("POST", "/revokeSignInSessions", expired());
+        let settings = graph_settings(&host);
+        let mut trace = Trace::default();
+        let answer = host.run(async {
+            let mut session = Session::open(&host, &settings, &mut trace).await?;
+            session.call(&revoke, &mut trace).await
+        });
+        assert_eq!(answer.unwrap().status, 200);
+        assert_eq!((host.token_requests(), secret_reads(&host), trace.token_from_cache), (1, 1, false));
+    }
+
+    #[test]
+    fn a_token_fetch_without_a_credential_is_a_configuration_error_and_sends_nothing() {
+        let host = FakeHost::new();
+        host.set_var("client_secret", Some("  "));
+        let settings = graph_settings(&host);
+        let error = host.run(Session::open(&host, &settings, &mut Trace::default())).err().unwrap();
+        assert_eq!(error.code(), "configurationError");
+        assert!(error.to_string().contains("client_secret"));
+        assert!(host.sent().is_empty());
+    }
+}
