@@ -2,7 +2,7 @@
 //!
 //! The request flow (`service`, `revocation`, `session`, `pipeline`, `incoming`) reaches
 //! the host only through [`Host`]: outbound HTTP, waiting, clocks, randomness, Spin
-//! variables and the key-value store. [`crate::host::WasiHost`] implements it on WASI
+//! variables and the key-value store. `host::WasiHost` implements it on WASI
 //! (the only implementation in the component, so the generic code is compiled once and
 //! costs nothing in size); the unit tests implement it with a scripted fake that has a
 //! virtual clock (`fake_host`), so the whole flow, `$batch` rounds included, runs
