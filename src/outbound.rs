@@ -2,7 +2,7 @@
 //!
 //! The token and Graph modules build [`OutboundRequest`]s and read
 //! [`OutboundResponse`]s without touching the host, so they are unit-tested natively;
-//! only [`crate::host`] turns these into wasi:http calls.
+//! only the `host` module turns these into wasi:http calls.
 
 use std::fmt;
 

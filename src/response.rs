@@ -8,10 +8,11 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::graph::FoundUser;
+use crate::outcome::{Done, ItemResult, Verdict};
 use crate::request_body::{Derived, Skipped};
-use crate::revocation::{Done, ItemResult};
 use crate::sentinel::Source;
 use crate::settings::Problems;
+use crate::trace::Correlation;
 use crate::user_id::UserId;
 
 /// A finished answer, ready to write.
@@ -20,15 +21,6 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-}
-
-/// The ids that tie a request to Graph's logs.
-#[derive(Debug, Clone, Default)]
-pub struct Correlation {
-    /// The caller's `client-request-id` if it was a GUID, else a fresh one; also sent to Graph.
-    pub client_request_id: String,
-    /// Graph's `request-id`, once Graph has answered.
-    pub graph_request_id: Option<String>,
 }
 
 impl Reply {
@@ -59,23 +51,21 @@ pub fn dry_run(user: &FoundUser, correlation: &Correlation) -> Reply {
     Reply::json(200, json!({ "value": false, "whatIf": true, "user": user }), correlation)
 }
 
-/// Many users: `200` when every one succeeded (revoked, or found by a dry run), else
-/// `207`; one result per user in input order, and the entities that were skipped.
-/// A user whose id was `derived` (Sentinel's `name@upnSuffix`) says so in its result,
-/// whatever the outcome: `derivedFrom` and a warning.
+/// Many users: the status the [`Verdict`] gives (200, 207, or 429/503/504 with
+/// `Retry-After` when nobody succeeded and every failure is temporary); one result per
+/// user in input order, and the entities that were skipped. A user whose id was
+/// `derived` (Sentinel's `name@upnSuffix`) says so in its result, whatever the outcome:
+/// `derivedFrom` and a warning.
 pub fn many(
     users: &[UserId],
     derived: &Derived,
     results: &[ItemResult],
+    verdict: &Verdict,
     skipped: &[Skipped],
     what_if: bool,
     correlation: &Correlation,
 ) -> Reply {
-    let all_done = results.iter().all(|r| match &r.outcome {
-        Ok(Done::Revoked(value)) => *value,
-        Ok(Done::Found(_)) => true,
-        Err(_) => false,
-    });
+    let all_done = *verdict == Verdict::AllDone;
     let items: Vec<serde_json::Value> = users
         .iter()
         .zip(results)
@@ -114,7 +104,15 @@ pub fn many(
             .collect();
         body["skipped"] = json!(skipped);
     }
-    Reply::json(if all_done { 200 } else { 207 }, body, correlation)
+    match verdict {
+        Verdict::AllDone => Reply::json(200, body, correlation),
+        Verdict::Partial => Reply::json(207, body, correlation),
+        Verdict::Retry { status, retry_after, .. } => {
+            let mut reply = Reply::json(*status, body, correlation);
+            reply.headers.push(("retry-after".to_string(), retry_after.to_string()));
+            reply
+        }
+    }
 }
 
 /// Marks a result whose user id was derived: `derivedFrom` and a warning of its own,
@@ -219,7 +217,7 @@ mod tests {
         let revoked = |value| ItemResult { status: 200, outcome: Ok(Done::Revoked(value)) };
         let missing = ItemResult { status: 404, outcome: Err(Error::UserNotFound { user: "ghost@contoso.com".into() }) };
         let results = [revoked(true), revoked(true), revoked(true), missing];
-        let b = body(&many(&users, &derived, &results, &[], false, &correlation()));
+        let b = body(&many(&users, &derived, &results, &crate::outcome::verdict(&results), &[], false, &correlation()));
         let items = b["results"].as_array().unwrap();
         assert_eq!(items[0]["derivedFrom"], "name@upnSuffix");
         assert_eq!(items[0]["warnings"].as_array().unwrap().len(), 1);
@@ -238,7 +236,7 @@ mod tests {
         // A dry run shows which user the guess resolves to, next to the mark.
         let found = FoundUser { id: "00000000-0000-4000-8000-000000000001".into(), user_principal_name: "adele@contoso.com".into() };
         let dry = [ItemResult { status: 200, outcome: Ok(Done::Found(found)) }];
-        let b = body(&many(&users[..1], &derived, &dry, &[], true, &correlation()));
+        let b = body(&many(&users[..1], &derived, &dry, &crate::outcome::verdict(&dry), &[], true, &correlation()));
         let item = &b["results"][0];
         assert_eq!(item["derivedFrom"], "name@upnSuffix");
         assert_eq!(item["user"], json!({"id": "00000000-0000-4000-8000-000000000001", "userPrincipalName": "adele@contoso.com"}));
@@ -252,5 +250,29 @@ mod tests {
         assert_eq!(reply.status, 503);
         assert_eq!(body(&reply), json!({"status": "misconfigured", "missing": ["client_secret"], "invalid": ["max_users"]}));
         assert_eq!(health(None, &correlation()).status, 200);
+    }
+
+    #[test]
+    fn many_users_answer_with_the_verdicts_status_and_the_same_body() {
+        let users = vec![UserId::parse("a@contoso.com").unwrap(), UserId::parse("b@contoso.com").unwrap()];
+        let throttled = Error::Throttled { retry_after: Some(30) };
+        let results = vec![
+            ItemResult { status: 429, outcome: Err(throttled.clone()) },
+            ItemResult { status: 429, outcome: Err(throttled) },
+        ];
+        let verdict = Verdict::Retry { status: 429, code: "throttled", retry_after: 30 };
+        let reply = many(&users, &Derived::default(), &results, &verdict, &[], false, &correlation());
+        assert_eq!(reply.status, 429);
+        assert_eq!(header(&reply, "retry-after"), Some("30"));
+        let b = body(&reply);
+        assert_eq!(b["value"], false);
+        assert_eq!(b["results"][1]["error"]["code"], "throttled");
+        assert_eq!(b["results"][0]["status"], 429);
+
+        let partial = many(&users, &Derived::default(), &results, &Verdict::Partial, &[], false, &correlation());
+        assert_eq!((partial.status, header(&partial, "retry-after")), (207, None));
+        let done = vec![ItemResult { status: 200, outcome: Ok(Done::Revoked(true)) }; 2];
+        let all = many(&users, &Derived::default(), &done, &Verdict::AllDone, &[], false, &correlation());
+        assert_eq!((all.status, body(&all)["value"].clone()), (200, json!(true)));
     }
 }

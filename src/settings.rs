@@ -1,5 +1,10 @@
 //! The component's settings, parsed from Spin variables (SPEC.md, "Settings").
 //!
+//! Read lazily, in three parts, each when a step first needs it (every read may be a
+//! vault round trip): [`CallerSettings`] for the caller check, [`GraphSettings`] once the
+//! caller is authenticated, [`Credential`] only when a token must be fetched (a warm
+//! revoke never reads the secret). `/healthz` reads all three ([`check_all`]).
+//!
 //! Defaults live in `spin.toml` only, never here: a variable the manifest does not
 //! declare reads as missing, so a manifest that forgets one fails loudly in tests
 //! exactly as it would under Spin. Problems are reported by variable name, never
@@ -11,25 +16,36 @@ use crate::secret::Secret;
 /// Shortest API key accepted: 32 characters make guessing hopeless (SPEC.md).
 pub const MIN_API_KEY_LEN: usize = 32;
 
-/// Validated settings.
+/// Who may call: read first, and alone, by the caller check. Later issues add API-key
+/// digests and Entra ID caller tokens (`caller_audience`, `allowed_callers`, ...) here.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct CallerSettings {
+    /// One or more caller keys, for rotation.
+    pub api_keys: Vec<Secret>,
+}
+
+/// The non-secret settings of the Graph side, read once the caller is authenticated.
+#[derive(Debug, Clone)]
+pub struct GraphSettings {
     /// Tenant GUID (lower case) or verified domain; safe to put in a URL path.
     pub tenant: String,
     pub client_id: Guid,
-    pub client_secret: Secret,
-    /// One or more caller keys, for rotation.
-    pub api_keys: Vec<Secret>,
     /// Graph origin, e.g. `https://graph.microsoft.com` (no trailing slash).
     pub graph_base_url: String,
     /// Identity platform origin, e.g. `https://login.microsoftonline.com`.
     pub login_base_url: String,
-    // Checked now, so a malformed value shows in /healthz; spent by the retry policy
-    // and the many-users route, which come next.
-    #[allow(dead_code)]
+    /// Most time one request may spend, reading its body and retries included.
     pub time_budget_ms: u64,
-    #[allow(dead_code)]
     pub max_users: usize,
+}
+
+/// How the app proves itself to the identity platform: read only when a token must be
+/// fetched, so a warm revoke never reads it. Later issues add a certificate and managed
+/// identity as further kinds (chosen by `credential`).
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// `client_secret`.
+    ClientSecret(Secret),
 }
 
 /// What is wrong with the settings: names only.
@@ -57,84 +73,132 @@ impl Problems {
         }
         format!("The component is misconfigured: {}.", parts.join("; "))
     }
+
+    fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.invalid.is_empty()
+    }
+
+    fn add(&mut self, other: Problems) {
+        self.missing.extend(other.missing);
+        self.invalid.extend(other.invalid);
+    }
 }
 
 /// The value of one variable as the host gave it.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Result<Option<String>, ()>;
 
-impl Settings {
-    /// Reads and checks every variable, collecting all problems rather than the first.
-    pub fn load(lookup: Lookup) -> Result<Settings, Problems> {
-        let mut problems = Problems::default();
-        let mut read = |name: &'static str, parse: &dyn Fn(&str) -> Result<_, String>| {
-            let parsed = match lookup(name) {
-                Ok(Some(v)) if !v.trim().is_empty() => parse(v.trim()),
-                Ok(_) => {
-                    problems.missing.push(name);
-                    return None;
-                }
-                Err(()) => Err("could not be read from the runtime config".to_string()),
-            };
-            parsed.map_err(|rule| problems.invalid.push((name, rule))).ok()
-        };
-        let tenant = read("tenant_id", &|v| parse_tenant(v).map(Field::Text));
-        let client_id = read("client_id", &|v| {
-            Guid::parse(v).map(Field::Guid).ok_or_else(|| "must be the application (client) id, a GUID".into())
-        });
-        let client_secret = read("client_secret", &|v| Ok(Field::Text(v.to_string())));
-        let api_keys = read("api_keys", &|v| parse_api_keys(v).map(Field::Keys));
-        let graph = read("graph_base_url", &|v| parse_origin(v).map(Field::Text));
-        let login = read("login_base_url", &|v| parse_origin(v).map(Field::Text));
-        let budget = read("time_budget_ms", &|v| parse_positive(v, " of milliseconds").map(Field::Number));
-        let max_users = read("max_users", &|v| parse_positive(v, "").map(Field::Number));
+/// Reads variables one by one, collecting every problem rather than stopping at the first.
+struct Reader<'a> {
+    lookup: Lookup<'a>,
+    problems: Problems,
+}
 
-        match (tenant, client_id, client_secret, api_keys, graph, login, budget, max_users) {
-            (
-                Some(Field::Text(tenant)),
-                Some(Field::Guid(client_id)),
-                Some(Field::Text(client_secret)),
-                Some(Field::Keys(api_keys)),
-                Some(Field::Text(graph_base_url)),
-                Some(Field::Text(login_base_url)),
-                Some(Field::Number(time_budget_ms)),
-                Some(Field::Number(max_users)),
-            ) => Ok(Settings {
-                tenant,
-                client_id,
-                client_secret: Secret::new(client_secret),
-                api_keys,
-                graph_base_url,
-                login_base_url,
-                time_budget_ms,
-                max_users: usize::try_from(max_users).unwrap_or(usize::MAX),
-            }),
-            _ => Err(problems),
+impl<'a> Reader<'a> {
+    fn new(lookup: Lookup<'a>) -> Self {
+        Reader { lookup, problems: Problems::default() }
+    }
+
+    /// The parsed value of `name`, or `None` with the problem noted.
+    fn read<T>(&mut self, name: &'static str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        let value = self.value(name)?;
+        parse(value.trim()).map_err(|rule| self.problems.invalid.push((name, rule))).ok()
+    }
+
+    /// The raw value of `name`, or `None` with the problem noted.
+    fn value(&mut self, name: &'static str) -> Option<String> {
+        match (self.lookup)(name) {
+            Ok(Some(v)) if !v.trim().is_empty() => Some(v),
+            Ok(_) => {
+                self.problems.missing.push(name);
+                None
+            }
+            Err(()) => {
+                self.problems.invalid.push((name, "could not be read from the runtime config".to_string()));
+                None
+            }
+        }
+    }
+
+    /// `value` when every read succeeded, else the problems.
+    fn finish<T>(self, value: Option<T>) -> Result<T, Problems> {
+        match value {
+            Some(value) if self.problems.is_empty() => Ok(value),
+            _ => Err(self.problems),
         }
     }
 }
 
-/// One parsed variable; lets [`Settings::load`] read all of them through one closure.
-enum Field {
-    Text(String),
-    Guid(Guid),
-    Keys(Vec<Secret>),
-    Number(u64),
+impl CallerSettings {
+    /// Reads `api_keys`, and nothing else.
+    pub fn load(lookup: Lookup) -> Result<CallerSettings, Problems> {
+        let mut reader = Reader::new(lookup);
+        let api_keys = reader.read("api_keys", parse_api_keys);
+        reader.finish(api_keys.map(|api_keys| CallerSettings { api_keys }))
+    }
 }
 
-/// Settings for unit tests elsewhere in the crate: public cloud, a secret with characters
-/// that need form encoding.
+impl GraphSettings {
+    /// Reads the six non-secret Graph settings.
+    pub fn load(lookup: Lookup) -> Result<GraphSettings, Problems> {
+        let mut reader = Reader::new(lookup);
+        let tenant = reader.read("tenant_id", parse_tenant);
+        let client_id = reader.read("client_id", |v| {
+            Guid::parse(v).ok_or_else(|| "must be the application (client) id, a GUID".to_string())
+        });
+        let graph_base_url = reader.read("graph_base_url", parse_origin);
+        let login_base_url = reader.read("login_base_url", parse_origin);
+        let time_budget_ms = reader.read("time_budget_ms", |v| parse_positive(v, " of milliseconds"));
+        let max_users = reader.read("max_users", |v| parse_positive(v, ""));
+        let settings = (|| {
+            Some(GraphSettings {
+                tenant: tenant?,
+                client_id: client_id?,
+                graph_base_url: graph_base_url?,
+                login_base_url: login_base_url?,
+                time_budget_ms: time_budget_ms?,
+                max_users: usize::try_from(max_users?).unwrap_or(usize::MAX),
+            })
+        })();
+        reader.finish(settings)
+    }
+}
+
+impl Credential {
+    /// Reads the app credential: `client_secret`.
+    pub fn load(lookup: Lookup) -> Result<Credential, Problems> {
+        let mut reader = Reader::new(lookup);
+        let secret = reader.read("client_secret", |v| Ok(Secret::new(v)));
+        reader.finish(secret.map(Credential::ClientSecret))
+    }
+}
+
+/// Every setting, for `/healthz`: `None` when all are good, else every problem, Graph
+/// settings first, then the credential, then the caller's.
+pub fn check_all(lookup: Lookup) -> Option<Problems> {
+    let mut problems = Problems::default();
+    problems.add(GraphSettings::load(lookup).err().unwrap_or_default());
+    problems.add(Credential::load(lookup).err().unwrap_or_default());
+    problems.add(CallerSettings::load(lookup).err().unwrap_or_default());
+    (!problems.is_empty()).then_some(problems)
+}
+
+/// Graph settings for unit tests elsewhere in the crate: public cloud.
 #[cfg(test)]
-pub(crate) fn example() -> Settings {
-    Settings {
+pub(crate) fn example() -> GraphSettings {
+    GraphSettings {
         tenant: "contoso.onmicrosoft.com".into(),
         client_id: Guid::parse("11111111-2222-3333-4444-555555555555").unwrap(),
-        client_secret: Secret::new("a+b&c=d~e/f"),
-        api_keys: vec![],
         graph_base_url: "https://graph.microsoft.com".into(),
         login_base_url: "https://login.microsoftonline.com".into(),
         time_budget_ms: 25000,
         max_users: 100,
     }
+}
+
+/// A client secret with characters that need form encoding, for unit tests.
+#[cfg(test)]
+pub(crate) fn example_credential() -> Credential {
+    Credential::ClientSecret(Secret::new("a+b&c=d~e/f"))
 }
 
 /// A tenant GUID (sent lower case) or a verified domain such as `contoso.onmicrosoft.com`.
@@ -229,6 +293,7 @@ fn parse_positive(text: &str, unit: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
     use std::collections::HashMap;
 
     fn good() -> HashMap<&'static str, String> {
@@ -244,18 +309,41 @@ mod tests {
         ])
     }
 
-    fn load(vars: &HashMap<&'static str, String>) -> Result<Settings, Problems> {
-        Settings::load(&|name| Ok(vars.get(name).cloned()))
+    fn lookup<'a>(vars: &'a HashMap<&'static str, String>) -> impl Fn(&str) -> Result<Option<String>, ()> + 'a {
+        |name| Ok(vars.get(name).cloned())
     }
 
     #[test]
     fn a_complete_configuration_loads() {
-        let s = load(&good()).unwrap();
+        let vars = good();
+        let s = GraphSettings::load(&lookup(&vars)).unwrap();
         assert_eq!(s.tenant, "contoso.onmicrosoft.com");
-        assert_eq!(s.api_keys.len(), 2);
         assert_eq!(s.graph_base_url, "https://graph.microsoft.com");
         assert_eq!(s.login_base_url, "http://127.0.0.1:8080");
         assert_eq!(s.time_budget_ms, 25000);
+        assert_eq!(CallerSettings::load(&lookup(&vars)).unwrap().api_keys.len(), 2);
+        let Credential::ClientSecret(secret) = Credential::load(&lookup(&vars)).unwrap();
+        assert_eq!(secret.expose(), "s3cr3t~value");
+        assert_eq!(check_all(&lookup(&vars)), None);
+    }
+
+    #[test]
+    fn each_part_reads_only_its_own_variables() {
+        let vars = good();
+        let read = RefCell::new(Vec::new());
+        let counting = |name: &str| {
+            read.borrow_mut().push(name.to_string());
+            Ok(vars.get(name).cloned())
+        };
+        CallerSettings::load(&counting).unwrap();
+        assert_eq!(read.take(), vec!["api_keys"]);
+        GraphSettings::load(&counting).unwrap();
+        assert_eq!(
+            read.take(),
+            vec!["tenant_id", "client_id", "graph_base_url", "login_base_url", "time_budget_ms", "max_users"]
+        );
+        Credential::load(&counting).unwrap();
+        assert_eq!(read.take(), vec!["client_secret"]);
     }
 
     #[test]
@@ -263,9 +351,11 @@ mod tests {
         let mut vars = good();
         vars.remove("client_secret");
         vars.insert("api_keys", "  ".into());
-        let problems = load(&vars).unwrap_err();
+        let problems = check_all(&lookup(&vars)).unwrap();
         assert_eq!(problems.missing, vec!["client_secret", "api_keys"]);
         assert!(problems.describe().contains("client_secret, api_keys"));
+        assert_eq!(Credential::load(&lookup(&vars)).unwrap_err().missing, vec!["client_secret"]);
+        assert!(GraphSettings::load(&lookup(&vars)).is_ok(), "the Graph settings do not need the secret");
     }
 
     #[test]
@@ -277,11 +367,11 @@ mod tests {
         vars.insert("graph_base_url", "https://graph.microsoft.com/v1.0".into());
         vars.insert("time_budget_ms", "-5".into());
         vars.insert("max_users", "lots".into());
-        let problems = load(&vars).unwrap_err();
+        let problems = check_all(&lookup(&vars)).unwrap();
         let names: Vec<_> = problems.invalid.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
-            vec!["tenant_id", "client_id", "api_keys", "graph_base_url", "time_budget_ms", "max_users"]
+            vec!["tenant_id", "client_id", "graph_base_url", "time_budget_ms", "max_users", "api_keys"]
         );
         let text = problems.describe();
         assert!(!text.contains("short-key") && !text.contains("evil") && !text.contains("lots"));
@@ -290,9 +380,10 @@ mod tests {
 
     #[test]
     fn a_host_read_error_is_a_named_problem() {
-        let problems = Settings::load(&|name| if name == "client_secret" { Err(()) } else { Ok(good().get(name).cloned()) })
-            .unwrap_err();
-        assert_eq!(problems.invalid[0].0, "client_secret");
+        let vars = good();
+        let failing = |name: &str| if name == "client_secret" { Err(()) } else { Ok(vars.get(name).cloned()) };
+        assert_eq!(Credential::load(&failing).unwrap_err().invalid[0].0, "client_secret");
+        assert_eq!(check_all(&failing).unwrap().invalid[0].0, "client_secret");
     }
 
     #[test]
@@ -351,7 +442,7 @@ mod tests {
     fn a_plain_http_base_url_is_a_named_configuration_problem() {
         let mut vars = good();
         vars.insert("graph_base_url", "http://graph.microsoft.com".into());
-        let problems = load(&vars).unwrap_err();
+        let problems = GraphSettings::load(&lookup(&vars)).unwrap_err();
         assert_eq!(problems.invalid.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["graph_base_url"]);
         assert!(problems.describe().contains("graph_base_url must use https://"), "{}", problems.describe());
     }

@@ -1,7 +1,7 @@
 //! The Graph token cache: what is stored, under which key, and when it is still good.
 //!
-//! Pure: [`crate::host`] reads and writes the bytes in the Spin key-value store
-//! `default`. One token serves every instance for up to an hour, so a warm request
+//! Pure: the token session (`session`) reads and writes the bytes in the Spin
+//! key-value store `default`. One token serves every instance for up to an hour, so a warm request
 //! makes exactly one outbound call (the revoke). An entry is renewed
 //! [`RENEW_BEFORE`] ahead of its expiry, so a token never expires mid-request; an
 //! entry that does not parse (corrupt, foreign, an older format) is ignored and
@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::settings::GraphSettings;
 
 /// Renew this long before the platform's `expires_in` runs out (SPEC.md).
 pub const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
@@ -36,7 +36,7 @@ struct Entry {
 
 /// The key of the token for these settings: one per login host, tenant, client and scope,
 /// so national clouds, tenants and app registrations never share a token.
-pub fn key(settings: &Settings) -> String {
+pub fn key(settings: &GraphSettings) -> String {
     format!(
         "graph-revoke/token/v{FORMAT}/{}/{}/{}/{}/.default",
         settings.login_base_url, settings.tenant, settings.client_id, settings.graph_base_url
@@ -120,6 +120,5 @@ mod tests {
         other.graph_base_url = "https://graph.microsoft.us".into();
         assert_ne!(key(&settings), key(&other));
         assert!(key(&settings).contains(&settings.tenant));
-        assert!(!key(&settings).contains(settings.client_secret.expose()));
     }
 }

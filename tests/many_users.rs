@@ -245,3 +245,62 @@ async fn a_batch_answered_401_is_sent_again_once_with_a_fresh_token() {
     assert_eq!(response.json()["results"][0]["error"]["code"], "graphError");
     assert_eq!(env.graph.calls().len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_revoked_and_every_failure_temporary_is_429_503_or_504_not_207() {
+    // Automation never retries a 2xx: when no user was revoked and every failure passes
+    // by itself, the status says so, with the longest wait, and the body still has the results.
+    let env = start_with(&[("time_budget_ms", Some("2000"))]).await;
+    env.graph.enqueue_batch_item("POST", "/users/user0@", MockResponse::empty(429).header("Retry-After", "30"));
+    env.graph.enqueue_batch_item("POST", "/users/user1@", MockResponse::empty(429).header("Retry-After", "45"));
+    let response = env.send(revoke_many(&upns(2))).await;
+    assert_eq!(response.status, 429, "{}", response.text());
+    assert_eq!(response.header("retry-after"), Some("45"));
+    let body = response.json();
+    assert_eq!(body["value"], false);
+    let codes: Vec<&Value> = body["results"].as_array().unwrap().iter().map(|r| &r["error"]["code"]).collect();
+    assert_eq!(codes, vec![&json!("throttled"), &json!("throttled")]);
+    assert_eq!(log_line(&response)["outcome"], "throttled");
+
+    // Throttled and unavailable together: 503.
+    let env = start_with(&[("time_budget_ms", Some("2000"))]).await;
+    env.graph.enqueue_batch_item("POST", "/users/user0@", MockResponse::empty(429).header("Retry-After", "30"));
+    env.graph.enqueue_batch_item("POST", "/users/user1@", MockResponse::empty(503).header("Retry-After", "20"));
+    let response = env.send(revoke_many(&upns(2))).await;
+    assert_eq!((response.status, response.header("retry-after")), (503, Some("30")), "{}", response.text());
+
+    // A batch that never answers: 504.
+    let env = start_with(&[("time_budget_ms", Some("1500"))]).await;
+    env.graph.enqueue("POST", BATCH, MockResponse::json(200, json!({"responses": []})).delay(std::time::Duration::from_secs(20)));
+    let response = env.send(revoke_many(&upns(2))).await;
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(response.header("retry-after").is_some());
+    assert_eq!(response.json()["results"][1]["error"]["code"], "upstreamTimeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_401_beside_a_batch_throttled_past_the_budget_still_revokes_its_users() {
+    // 40 users, two batches: one answers 401, the other throttles one user for a minute.
+    // Whichever batch the 401 hits, its users are sent again with the fresh token at once;
+    // the only users not revoked are the throttled ones, with their wait.
+    let env = start_with(&[("time_budget_ms", Some("3000"))]).await;
+    env.graph.enqueue("POST", BATCH, MockResponse::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}})));
+    env.graph.enqueue_batch_item("POST", "/users/user0@", MockResponse::empty(429).header("Retry-After", "60"));
+    env.graph.enqueue_batch_item("POST", "/users/user20@", MockResponse::empty(429).header("Retry-After", "60"));
+    let response = env.send(revoke_many(&upns(40))).await;
+    assert_eq!(response.status, 207, "{}", response.text());
+    let body = response.json();
+    let results = body["results"].as_array().unwrap();
+    let not_revoked: Vec<(&Value, &Value)> =
+        results.iter().filter(|r| r["value"] != true).map(|r| (&r["userId"], &r["error"]["code"])).collect();
+    assert_eq!(
+        not_revoked,
+        vec![(&json!("user0@contoso.com"), &json!("throttled")), (&json!("user20@contoso.com"), &json!("throttled"))],
+        "no user is left with the 401"
+    );
+    assert!(results[0]["error"]["message"].as_str().unwrap().contains("60 seconds"));
+    assert_eq!(env.login.calls().len(), 2, "one fresh token");
+    let sent = batches(&env);
+    assert_eq!(sent.len(), 3, "two batches, then the refused one again");
+    assert_eq!(env.graph.calls()[2].header("authorization"), Some("Bearer mock-access-token-2"));
+}

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use graph_revoke_test_host::{AppOptions, Component, Manifest, MockResponse, TestApp};
+use graph_revoke_test_host::{AppOptions, Component, Manifest, MockResponse, TestApp, TestRequest};
 use serde_json::json;
 
 const REVOKE: &str = "/v1.0/users/";
@@ -254,10 +254,61 @@ async fn the_token_endpoint_gets_one_retry_on_a_temporary_failure() {
     for _ in 0..3 {
         env.login.enqueue("POST", "/", MockResponse::json(400, json!({"error": "temporarily_unavailable", "error_codes": [50196]})).header("retry-after", "0.05"));
     }
-    let message = assert_error(&env.send(revoke("adele@contoso.com")).await, 502, "tokenRequestFailed");
+    let response = env.send(revoke("adele@contoso.com")).await;
+    let message = assert_error(&response, 503, "identityPlatformUnavailable");
     assert!(message.contains("temporarily unavailable"), "{message}");
+    assert_eq!(response.header("retry-after"), Some("1"), "0.05 s rounded up");
     assert_eq!(env.login.calls().len(), 2, "one retry, not more");
     assert_eq!(env.graph.calls().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_platform_trouble_is_503_with_retry_after_never_a_refusal() {
+    // A token endpoint that throttles or fails is temporary trouble: 503 with the wait,
+    // so the caller retries; only a refusal of the credentials is a 502.
+    let throttled = || {
+        MockResponse::json(429, json!({"error": "invalid_request", "error_description": "AADSTS50196: too many requests", "error_codes": [50196]}))
+            .header("retry-after", "0.1")
+    };
+    let failing = || MockResponse::text(500, "text/html", "<html>oops</html>");
+    for (answer, retry_after) in [(throttled as fn() -> MockResponse, "1"), (failing, "2")] {
+        let env = start().await;
+        env.login.enqueue("POST", "/", answer());
+        env.login.enqueue("POST", "/", answer());
+        let response = env.send(revoke("adele@contoso.com")).await;
+        let message = assert_error(&response, 503, "identityPlatformUnavailable");
+        assert!(!message.contains("refused") && !message.contains("credentials"), "{message}");
+        assert!(response.header("retry-after").is_some_and(|s| s <= retry_after), "{:?}", response.header("retry-after"));
+        assert_eq!((env.login.calls().len(), env.graph.calls().len()), (2, 0));
+    }
+
+    // Unreachable (nothing listens on the port): 503 after its retry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let env = start_with(&[("login_base_url", Some(&url)), ("time_budget_ms", Some("3000"))]).await;
+    let response = env.send(revoke("adele@contoso.com")).await;
+    let message = assert_error(&response, 503, "identityPlatformUnavailable");
+    assert!(message.contains("could not reach"), "{message}");
+    assert!(response.header("retry-after").is_some());
+    assert_eq!(log_line(&response)["outboundCalls"], 2, "one retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_cut_off_at_the_time_budget() {
+    // An authenticated client that sends half its body and stops holds the instance only
+    // for time_budget_ms: 504, nothing read further, nothing sent.
+    let env = start_with(&[("time_budget_ms", Some("1500"))]).await;
+    let app = env.app.with_request_timeout(Duration::from_secs(15));
+    let request = revoke("adele@contoso.com");
+    let response = app.send_stalled(request, 10).await.expect("the component answers before the host gives up");
+    assert_nothing_leaked(&response);
+    let message = assert_error(&response, 504, "upstreamTimeout");
+    assert!(message.contains("body") && message.contains("time_budget_ms = 1500"), "{message}");
+    assert_eq!(env.login.calls().len() + env.graph.calls().len(), 0);
+
+    // An unauthenticated one is answered at once, its body never read.
+    let unauthenticated = TestRequest::post("/revoke").json(&json!({ "userId": "adele@contoso.com" }));
+    assert_error(&app.send_stalled(unauthenticated, 10).await.unwrap(), 401, "unauthenticated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 //! does: a fresh `Store` and instance per request, the response taken from the
 //! response-outparam, the body read to the end, then the guest task awaited.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,6 +77,7 @@ pub struct TestApp {
     denied: Arc<Mutex<Vec<String>>>,
     kept_off_network: Arc<Mutex<Vec<String>>>,
     request_timeout: Duration,
+    config_reads: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
 impl TestApp {
@@ -141,6 +143,7 @@ impl TestApp {
             denied: Arc::default(),
             kept_off_network: Arc::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            config_reads: Arc::default(),
         })
     }
 
@@ -156,6 +159,16 @@ impl TestApp {
     /// never set a response) and when the request ran past its timeout; the message
     /// carries the guest's stderr, where a panic message lands.
     pub async fn send(&self, request: TestRequest) -> Result<TestResponse> {
+        self.send_body(request, None).await
+    }
+
+    /// [`TestApp::send`] from a client that stalls: it sends the head and the first
+    /// `sent` bytes of the body, then nothing more, and never ends the body.
+    pub async fn send_stalled(&self, request: TestRequest, sent: usize) -> Result<TestResponse> {
+        self.send_body(request, Some(sent)).await
+    }
+
+    async fn send_body(&self, request: TestRequest, stall_after: Option<usize>) -> Result<TestResponse> {
         let host = request
             .header_value("host")
             .unwrap_or(LISTEN_ADDR)
@@ -173,7 +186,8 @@ impl TestApp {
                 peak_memory_bytes: 0,
             });
         };
-        let incoming = to_http_request(&request, &host, &spin_headers)?;
+        let incoming = to_http_request(&request, &host, &spin_headers)?
+            .map(|_| RequestBody::new(Bytes::from(request.body.clone()), stall_after));
 
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
@@ -232,6 +246,17 @@ impl TestApp {
     /// The guest saw `destination-not-found`.
     pub fn kept_off_network(&self) -> Vec<String> {
         self.kept_off_network.lock().unwrap().clone()
+    }
+
+    /// How often each variable was read through `wasi:config/store` since the app
+    /// started (or since [`TestApp::clear_config_reads`]), by name.
+    pub fn config_reads(&self) -> BTreeMap<String, usize> {
+        self.config_reads.lock().unwrap().clone()
+    }
+
+    /// Forgets the reads counted so far.
+    pub fn clear_config_reads(&self) {
+        self.config_reads.lock().unwrap().clear();
     }
 
     /// A value of the `default` key-value store.
@@ -302,6 +327,7 @@ impl TestApp {
                 kept_off_network: self.kept_off_network.clone(),
             },
             variables: self.variables.clone(),
+            config_reads: self.config_reads.clone(),
             key_value: self.key_value.clone(),
             memory: MemoryWatch::reporting_to(peak_memory),
         };
@@ -330,7 +356,7 @@ impl TestApp {
 async fn run_guest(
     mut store: Store<HostState>,
     pre: ProxyPre<HostState>,
-    incoming: http::Request<Full<Bytes>>,
+    incoming: http::Request<RequestBody>,
 ) -> Result<(http::response::Parts, Bytes)> {
     let request = store
         .data_mut()
@@ -402,6 +428,51 @@ fn to_http_request(
                 request.method, request.path_and_query
             )
         })
+}
+
+/// The body the guest reads: all of it, or, from a stalled client, its first bytes and
+/// then nothing, ever.
+struct RequestBody {
+    data: Option<Bytes>,
+    stalled: bool,
+}
+
+impl RequestBody {
+    fn new(mut data: Bytes, stall_after: Option<usize>) -> RequestBody {
+        if let Some(n) = stall_after {
+            data.truncate(n);
+        }
+        RequestBody { data: Some(data), stalled: stall_after.is_some() }
+    }
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.data.take() {
+            Some(data) if !data.is_empty() => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data)))),
+            // Never woken: the rest never comes.
+            _ if self.stalled => std::task::Poll::Pending,
+            _ => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        !self.stalled && self.data.as_ref().is_none_or(Bytes::is_empty)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match (&self.data, self.stalled) {
+            (Some(data), false) => hyper::body::SizeHint::with_exact(data.len() as u64),
+            (None, false) => hyper::body::SizeHint::with_exact(0),
+            _ => hyper::body::SizeHint::default(),
+        }
+    }
 }
 
 /// Waits for the guest task; a panic or abort becomes an error.

@@ -6,12 +6,16 @@
 //! Every read resolves through the provider chain again (see `variables`); a provider
 //! error (e.g. an Azure Key Vault miss) is an `upstream` error. `get-all` returns the
 //! whole table, resolved.
+//!
+//! Every `get` is counted by key ([`crate::TestApp::config_reads`]): in Spin each read
+//! goes through the variable providers uncached, so a read can be a vault round trip.
 
 use crate::bindings::config_store::{Error, Host};
 use crate::state::HostState;
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, Error>> {
+        *self.config_reads.lock().unwrap().entry(key.clone()).or_default() += 1;
         Ok(self.variables.component_value(&key).await.map_err(Error::Upstream))
     }
 
