@@ -4,8 +4,8 @@
 //!
 //! A Graph 401 drops the cached token and retries once with a fresh one. In a batch,
 //! only the users of a batch answered 401 and the items that came back 429/503/504 are
-//! sent again: the former at once with the fresh token, the latter after the longest
-//! `Retry-After` among them, as long as the time budget allows. Results are returned,
+//! sent again: the former with the fresh token whatever becomes of the latter, the
+//! latter after the longest `Retry-After` among them, as long as the time budget allows. Results are returned,
 //! one per user; how to answer the caller is decided by the caller of [`many`].
 
 use std::cell::Cell;
@@ -121,8 +121,9 @@ pub async fn many<H: Host>(
             }
         }
 
-        // A 401 costs no wait: refresh and send those users again whatever the throttled
-        // ones do, so a refreshed token never leaves them with a permanent 401 error.
+        // A 401 needs no wait: those users go again with the fresh token whatever the
+        // throttled ones do (with them after their wait when it fits the budget, else at
+        // once), so a refreshed token never leaves them with a permanent 401 error.
         // Other batches may already have revoked their users: a failed refresh is
         // reported on the users it concerns, never as the answer to the whole request.
         let mut again = Vec::new();
