@@ -61,6 +61,7 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             route: trace.route,
             outcome,
             status: reply.status,
+            caller: trace.caller,
             user_ids: trace.user_ids,
             client_request_id: trace.correlation.client_request_id,
             graph_request_id: trace.correlation.graph_request_id,

@@ -28,6 +28,11 @@ impl Incoming {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
+
+    /// Every value of a header, in order (a header sent twice has two).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
 }
 
 /// Reads the body, refusing it as soon as it passes [`MAX_BODY_BYTES`] (a declared

@@ -47,7 +47,8 @@ pub async fn serve(
         return Ok(response::health(settings::check_all(&lookup).as_ref(), &trace.correlation));
     }
     let caller = CallerSettings::load(&lookup).map_err(|problems| Error::Configuration(problems.describe()))?;
-    authenticate(incoming.header(API_KEY_HEADER), &caller.api_keys)?;
+    let slot = authenticate(&incoming.header_values(API_KEY_HEADER), &caller.api_keys)?;
+    trace.caller = Some(format!("apiKey:{}", slot.0));
     let query_what_if = read_query(&incoming.query)?;
     let settings = GraphSettings::load(&lookup).map_err(|problems| Error::Configuration(problems.describe()))?;
     let budget = Budget::since(trace.started, Duration::from_millis(settings.time_budget_ms));

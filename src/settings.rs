@@ -10,6 +10,7 @@
 //! exactly as it would under Spin. Problems are reported by variable name, never
 //! with the value.
 
+use crate::caller_auth::ApiKey;
 use crate::guid::Guid;
 use crate::secret::Secret;
 
@@ -20,8 +21,8 @@ pub const MIN_API_KEY_LEN: usize = 32;
 /// digests and Entra ID caller tokens (`caller_audience`, `allowed_callers`, ...) here.
 #[derive(Debug, Clone)]
 pub struct CallerSettings {
-    /// One or more caller keys, for rotation.
-    pub api_keys: Vec<Secret>,
+    /// One or more caller keys or their `sha256:` digests, for rotation.
+    pub api_keys: Vec<ApiKey>,
 }
 
 /// The non-secret settings of the Graph side, read once the caller is authenticated.
@@ -217,20 +218,17 @@ fn parse_tenant(text: &str) -> Result<String, String> {
     }
 }
 
-/// Comma-separated keys, each at least [`MIN_API_KEY_LEN`] characters.
-fn parse_api_keys(text: &str) -> Result<Vec<Secret>, String> {
-    let keys: Vec<&str> = text.split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
-    if keys.is_empty() {
+/// Comma-separated entries: keys of at least [`MIN_API_KEY_LEN`] characters, or their `sha256:` digests.
+fn parse_api_keys(text: &str) -> Result<Vec<ApiKey>, String> {
+    let entries: Vec<&str> = text.split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
+    if entries.is_empty() {
         return Err("holds no key".into());
     }
-    if let Some(i) = keys.iter().position(|k| k.chars().count() < MIN_API_KEY_LEN) {
-        return Err(format!(
-            "key {} of {} is shorter than {MIN_API_KEY_LEN} characters; generate keys with e.g. `openssl rand -hex 32`",
-            i + 1,
-            keys.len()
-        ));
-    }
-    Ok(keys.into_iter().map(Secret::new).collect())
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| ApiKey::parse(entry, MIN_API_KEY_LEN).map_err(|rule| format!("entry {} of {} {rule}", i + 1, entries.len())))
+        .collect()
 }
 
 /// An origin: `https://host[:port]`, no path, query or user info; plain `http://` only

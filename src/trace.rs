@@ -19,6 +19,8 @@ pub struct Trace {
     pub started: Duration,
     pub route: &'static str,
     pub correlation: Correlation,
+    /// Who called, once authenticated: `apiKey:<position in api_keys>`; never the key.
+    pub caller: Option<String>,
     pub user_ids: Vec<String>,
     pub outbound_calls: u32,
     pub token_from_cache: bool,
