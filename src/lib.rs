@@ -28,10 +28,13 @@
 //! - `log`: the one JSON log line per request.
 //! - `secret`: secrets with a redacted `Debug`.
 //! - `host`: the only module that touches the host (variables, key-value, HTTP, clocks, random, stdout).
+//! - `fuzzing`: the pure entry points re-exported for the fuzz targets and property tests (not an API).
 
 mod batch;
 mod caller_auth;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod graph;
 mod guid;
 mod handler;

@@ -34,7 +34,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Longest `Retry-After` taken at its word: a day.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// `7` or `2.128`: digits, optionally a point and more digits. Integer arithmetic
 /// (no float parsing, which would add kilobytes to the component).
