@@ -42,12 +42,15 @@
 //! - `response`: JSON replies: success, many users, health, Graph's OData error shape.
 //! - `log`: the one JSON log line per request.
 //! - `secret`: secrets with a redacted `Debug`.
+//! - `fuzzing`: the pure entry points re-exported for the fuzz targets and property tests (not an API).
 
 mod batch;
 mod caller_auth;
 mod error;
 #[cfg(test)]
 mod fake_host;
+#[doc(hidden)]
+pub mod fuzzing;
 mod graph;
 mod guid;
 mod handler;
