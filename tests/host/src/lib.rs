@@ -34,6 +34,7 @@
 //! # Layout
 //!
 //! - [`component`]: compiles the component once and links it against the host interfaces.
+//! - `freshness`: refuses a `.wasm` older than its sources.
 //! - [`manifest`]: reads and validates `spin.toml`.
 //! - `template`: Spin's `{{ variable }}` templates and variable-name rules.
 //! - `variables`: resolves variable values at start, as `spin up` does.
@@ -59,6 +60,7 @@ pub mod wit;
 mod allowed_hosts;
 mod bindings;
 mod config;
+mod freshness;
 mod key_value;
 mod outbound;
 mod route;
