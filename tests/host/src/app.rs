@@ -6,13 +6,19 @@
 //! does: a fresh `Store` and instance per request, the response taken from the
 //! response-outparam, the body read to the end, then the guest task awaited.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtx;
@@ -28,7 +34,7 @@ use crate::outbound::OutboundPolicy;
 use crate::route::Route;
 use crate::state::{HostState, MemoryWatch};
 use crate::variables::Variables;
-use crate::wire::{TestRequest, TestResponse};
+use crate::wire::{Chunked, TestRequest, TestResponse};
 
 /// The address requests appear to come to, as with `spin up` on its default port.
 const LISTEN_ADDR: &str = "127.0.0.1:3000";
@@ -163,9 +169,11 @@ impl TestApp {
                 stdout: String::new(),
                 stderr: String::new(),
                 peak_memory_bytes: 0,
+                request_body_bytes_read: 0,
             });
         };
-        let incoming = to_http_request(&request, &host, &spin_headers)?;
+        let body_read = Arc::new(AtomicUsize::new(0));
+        let incoming = to_http_request(&request, &host, &spin_headers, body_read.clone())?;
 
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
@@ -210,6 +218,7 @@ impl TestApp {
             stdout,
             stderr,
             peak_memory_bytes: peak_memory.load(Ordering::Relaxed),
+            request_body_bytes_read: body_read.load(Ordering::Relaxed),
         })
     }
 
@@ -291,7 +300,7 @@ impl TestApp {
 async fn run_guest(
     mut store: Store<HostState>,
     pre: ProxyPre<HostState>,
-    incoming: http::Request<Full<Bytes>>,
+    incoming: http::Request<RequestBody>,
 ) -> Result<(http::response::Parts, Bytes)> {
     let request = store
         .data_mut()
@@ -331,12 +340,14 @@ async fn run_guest(
 }
 
 /// The request as the guest receives it from Spin: absolute URI, `Host`, a
-/// `content-length` for a body, and the `spin-*` headers.
+/// `content-length` for a body (or `transfer-encoding: chunked` for a chunked one), and
+/// the `spin-*` headers. `read` counts the body bytes handed to the guest.
 fn to_http_request(
     request: &TestRequest,
     host: &str,
     spin_headers: &[(&'static str, String)],
-) -> Result<http::Request<Full<Bytes>>> {
+    read: Arc<AtomicUsize>,
+) -> Result<http::Request<RequestBody>> {
     if !request.path_and_query.starts_with('/') {
         bail!("path {:?} must start with '/'", request.path_and_query);
     }
@@ -349,20 +360,97 @@ fn to_http_request(
     if !request.has_header("host") {
         builder = builder.header("host", host);
     }
-    if !request.body.is_empty() && !request.has_header("content-length") {
-        builder = builder.header("content-length", request.body.len());
-    }
+    let body = match request.chunked {
+        None => {
+            if !request.body.is_empty() && !request.has_header("content-length") {
+                builder = builder.header("content-length", request.body.len());
+            }
+            RequestBody::whole(&request.body, read)
+        }
+        Some(chunked) => {
+            if !request.has_header("transfer-encoding") {
+                builder = builder.header("transfer-encoding", "chunked");
+            }
+            RequestBody::chunked(&request.body, chunked, read)
+        }
+    };
     for (name, value) in spin_headers {
         builder = builder.header(*name, value.as_str());
     }
     builder
-        .body(Full::new(Bytes::from(request.body.clone())))
+        .body(body)
         .with_context(|| {
             format!(
                 "invalid request {} {}",
                 request.method, request.path_and_query
             )
         })
+}
+
+/// A request body handed to the guest frame by frame, counting what it takes.
+pub(crate) struct RequestBody {
+    chunks: VecDeque<Bytes>,
+    /// A body of known length (sent whole, with `content-length`).
+    known_length: bool,
+    pause: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    read: Arc<AtomicUsize>,
+}
+
+impl RequestBody {
+    fn whole(body: &[u8], read: Arc<AtomicUsize>) -> RequestBody {
+        RequestBody {
+            chunks: [Bytes::copy_from_slice(body)].into_iter().filter(|c| !c.is_empty()).collect(),
+            known_length: true,
+            pause: None,
+            sleep: None,
+            read,
+        }
+    }
+
+    fn chunked(body: &[u8], chunked: Chunked, read: Arc<AtomicUsize>) -> RequestBody {
+        RequestBody {
+            chunks: body.chunks(chunked.chunk_size.max(1)).map(Bytes::copy_from_slice).collect(),
+            known_length: false,
+            pause: chunked.pause,
+            sleep: None,
+            read,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.sleep = None;
+        }
+        let Some(chunk) = this.chunks.pop_front() else {
+            return Poll::Ready(None);
+        };
+        this.read.fetch_add(chunk.len(), Ordering::Relaxed);
+        if let (Some(pause), false) = (this.pause, this.chunks.is_empty()) {
+            this.sleep = Some(Box::pin(tokio::time::sleep(pause)));
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty() && self.sleep.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.known_length {
+            true => SizeHint::with_exact(self.chunks.iter().map(|c| c.len() as u64).sum()),
+            false => SizeHint::default(),
+        }
+    }
 }
 
 /// Waits for the guest task; a panic or abort becomes an error.

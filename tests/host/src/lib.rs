@@ -71,6 +71,6 @@ mod variables;
 pub use app::{AppOptions, TestApp};
 pub use component::Component;
 pub use manifest::Manifest;
-pub use mock::{MockResponse, MockServer, RecordedCall};
-pub use wire::{TestRequest, TestResponse};
+pub use mock::{FaultCounts, FaultPlan, MockResponse, MockServer, RecordedCall};
+pub use wire::{Chunked, TestRequest, TestResponse};
 pub use wit::{world_exports, world_imports};
