@@ -164,6 +164,31 @@ async fn sentinel_entities_in_both_shapes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_entity_among_many_is_named_and_nothing_is_sent() {
+    let env = start().await;
+    let good = |i: usize| json!({"kind": "Account", "properties": {"aadUserId": format!("6f4a9b2c-1d3e-4f50-8a6b-{i:012x}")}});
+    let cases = [
+        // (the bad entity, what the message must say)
+        (json!({"kind": "Account", "properties": {"aadUserId": "6f4a9b2c-1d3e-4f50-8a6b"}}), "neither an object id"),
+        (json!({"Type": "account", "Name": "ad/ele", "UPNSuffix": "contoso.com"}), "'/'"),
+        (json!({"kind": "Account", "properties": {"accountName": "adele", "upnSuffix": "contoso.com?$select=id"}}), "'?'"),
+    ];
+    for (at, (bad, rule)) in [(0usize, cases[0].clone()), (7, cases[1].clone()), (11, cases[2].clone())] {
+        let mut entities: Vec<Value> = (0..12).map(good).collect();
+        entities.insert(at, bad.clone());
+        // Other kinds around it do not shift the index.
+        entities.insert(0, json!({"kind": "Host", "properties": {"hostName": "laptop-7"}}));
+        let index = at + 1;
+        let request = TestRequest::post("/revoke").header("x-api-key", API_KEY).json(&json!({ "entities": entities }));
+        let response = env.send(request).await;
+        let message = assert_error(&response, 400, "invalidUserId");
+        assert!(message.starts_with(&format!("entities[{index}]:")) && message.contains(rule), "{bad}: {message}");
+        assert_eq!(env.outbound_calls(), 0, "nothing revoked, no token fetched");
+        assert_eq!(log_line(&response)["outboundCalls"], 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outer_400_revokes_nobody_and_an_outer_424_is_read_item_by_item() {
     let env = start().await;
     env.graph.enqueue("POST", BATCH, MockResponse::json(400, json!({"error": {"code": "BadRequest", "message": "Invalid batch payload."}})));
@@ -228,22 +253,26 @@ async fn a_dry_run_for_many_users_looks_each_up_in_a_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_answered_401_is_sent_again_once_with_a_fresh_token() {
     let env = start().await;
-    let expired = || MockResponse::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}));
-    env.graph.enqueue("POST", BATCH, expired());
+    assert_eq!(env.send(revoke_many(&upns(2))).await.status, 200);
+    // The cached token expires at Graph: Graph's own 401 for the whole batch.
+    env.graph.expire_token("mock-access-token-1");
     let response = env.send(revoke_many(&upns(2))).await;
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(env.login.calls().len(), 2);
     let calls = env.graph.calls();
-    assert_eq!(calls.len(), 2);
-    assert_eq!(calls[1].header("authorization"), Some("Bearer mock-access-token-2"));
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[1].header("authorization"), Some("Bearer mock-access-token-1"));
+    assert_eq!(calls[2].header("authorization"), Some("Bearer mock-access-token-2"));
+    assert_eq!(env.graph.revocations().get("user0@contoso.com"), Some(&2), "the refused batch took no effect");
 
-    // Refused twice: each user carries the error; no loop.
+    // Refused twice (the fresh token too; scripted): each user carries the error; no loop.
+    let expired = || MockResponse::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}));
     env.graph.enqueue("POST", BATCH, expired());
     env.graph.enqueue("POST", BATCH, expired());
     let response = env.send(revoke_many(&upns(2))).await;
     assert_eq!(response.status, 207, "{}", response.text());
     assert_eq!(response.json()["results"][0]["error"]["code"], "graphError");
-    assert_eq!(env.graph.calls().len(), 4);
+    assert_eq!(env.graph.calls().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

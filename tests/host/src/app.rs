@@ -9,14 +9,19 @@
 //! does: a fresh `Store` and instance per request, the response taken from the
 //! response-outparam, the body read to the end, then the guest task awaited.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtx;
@@ -33,7 +38,7 @@ use crate::route::Route;
 use crate::state::{HostState, MemoryWatch};
 use crate::template::Template;
 use crate::variables::Variables;
-use crate::wire::{TestRequest, TestResponse};
+use crate::wire::{Chunked, TestRequest, TestResponse};
 
 /// The address requests appear to come to, as with `spin up` on its default port.
 const LISTEN_ADDR: &str = "127.0.0.1:3000";
@@ -184,10 +189,15 @@ impl TestApp {
                 stdout: String::new(),
                 stderr: String::new(),
                 peak_memory_bytes: 0,
+                request_body_bytes_read: 0,
             });
         };
-        let incoming = to_http_request(&request, &host, &spin_headers)?
-            .map(|_| RequestBody::new(Bytes::from(request.body.clone()), stall_after));
+        let body_read = Arc::new(AtomicUsize::new(0));
+        let incoming = to_http_request(&request, &host, &spin_headers, body_read.clone())?
+            .map(|body| match stall_after {
+                Some(sent) => body.stalled_after(sent),
+                None => body,
+            });
 
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
@@ -232,6 +242,7 @@ impl TestApp {
             stdout,
             stderr,
             peak_memory_bytes: peak_memory.load(Ordering::Relaxed),
+            request_body_bytes_read: body_read.load(Ordering::Relaxed),
         })
     }
 
@@ -396,12 +407,14 @@ async fn run_guest(
 }
 
 /// The request as the guest receives it from Spin: absolute URI, `Host`, a
-/// `content-length` for a body, and the `spin-*` headers.
+/// `content-length` for a body (or `transfer-encoding: chunked` for a chunked one), and
+/// the `spin-*` headers. `read` counts the body bytes handed to the guest.
 fn to_http_request(
     request: &TestRequest,
     host: &str,
     spin_headers: &[(&'static str, String)],
-) -> Result<http::Request<Full<Bytes>>> {
+    read: Arc<AtomicUsize>,
+) -> Result<http::Request<RequestBody>> {
     if !request.path_and_query.starts_with('/') {
         bail!("path {:?} must start with '/'", request.path_and_query);
     }
@@ -414,14 +427,25 @@ fn to_http_request(
     if !request.has_header("host") {
         builder = builder.header("host", host);
     }
-    if !request.body.is_empty() && !request.has_header("content-length") {
-        builder = builder.header("content-length", request.body.len());
-    }
+    let body = match request.chunked {
+        None => {
+            if !request.body.is_empty() && !request.has_header("content-length") {
+                builder = builder.header("content-length", request.body.len());
+            }
+            RequestBody::whole(&request.body, read)
+        }
+        Some(chunked) => {
+            if !request.has_header("transfer-encoding") {
+                builder = builder.header("transfer-encoding", "chunked");
+            }
+            RequestBody::chunked(&request.body, chunked, read)
+        }
+    };
     for (name, value) in spin_headers {
         builder = builder.header(*name, value.as_str());
     }
     builder
-        .body(Full::new(Bytes::from(request.body.clone())))
+        .body(body)
         .with_context(|| {
             format!(
                 "invalid request {} {}",
@@ -430,47 +454,88 @@ fn to_http_request(
         })
 }
 
-/// The body the guest reads: all of it, or, from a stalled client, its first bytes and
-/// then nothing, ever.
-struct RequestBody {
-    data: Option<Bytes>,
+/// A request body handed to the guest frame by frame, counting what it takes.
+pub(crate) struct RequestBody {
+    chunks: VecDeque<Bytes>,
+    /// A body of known length (sent whole, with `content-length`).
+    known_length: bool,
+    pause: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    read: Arc<AtomicUsize>,
+    /// A stalled client: once `chunks` is sent, nothing more ever comes, and no end either.
     stalled: bool,
 }
 
 impl RequestBody {
-    fn new(mut data: Bytes, stall_after: Option<usize>) -> RequestBody {
-        if let Some(n) = stall_after {
-            data.truncate(n);
+    fn whole(body: &[u8], read: Arc<AtomicUsize>) -> RequestBody {
+        RequestBody {
+            chunks: [Bytes::copy_from_slice(body)].into_iter().filter(|c| !c.is_empty()).collect(),
+            known_length: true,
+            pause: None,
+            sleep: None,
+            read,
+            stalled: false,
         }
-        RequestBody { data: Some(data), stalled: stall_after.is_some() }
+    }
+
+    fn chunked(body: &[u8], chunked: Chunked, read: Arc<AtomicUsize>) -> RequestBody {
+        RequestBody {
+            chunks: body.chunks(chunked.chunk_size.max(1)).map(Bytes::copy_from_slice).collect(),
+            known_length: false,
+            pause: chunked.pause,
+            sleep: None,
+            read,
+            stalled: false,
+        }
+    }
+
+    /// The same body from a client that sends its first `sent` bytes and then stalls.
+    fn stalled_after(mut self, sent: usize) -> RequestBody {
+        let mut left = sent;
+        let mut kept = VecDeque::new();
+        for mut chunk in self.chunks.drain(..) {
+            if left == 0 {
+                break;
+            }
+            chunk.truncate(left);
+            left -= chunk.len();
+            kept.push_back(chunk);
+        }
+        RequestBody { chunks: kept, known_length: false, stalled: true, ..self }
     }
 }
 
-impl hyper::body::Body for RequestBody {
+impl Body for RequestBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = Infallible;
 
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        match self.data.take() {
-            Some(data) if !data.is_empty() => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data)))),
-            // Never woken: the rest never comes.
-            _ if self.stalled => std::task::Poll::Pending,
-            _ => std::task::Poll::Ready(None),
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.sleep = None;
         }
+        let Some(chunk) = this.chunks.pop_front() else {
+            // A stalled client is never woken: the rest never comes.
+            return if this.stalled { Poll::Pending } else { Poll::Ready(None) };
+        };
+        this.read.fetch_add(chunk.len(), Ordering::Relaxed);
+        if let (Some(pause), false) = (this.pause, this.chunks.is_empty()) {
+            this.sleep = Some(Box::pin(tokio::time::sleep(pause)));
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.stalled && self.data.as_ref().is_none_or(Bytes::is_empty)
+        !self.stalled && self.chunks.is_empty() && self.sleep.is_none()
     }
 
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        match (&self.data, self.stalled) {
-            (Some(data), false) => hyper::body::SizeHint::with_exact(data.len() as u64),
-            (None, false) => hyper::body::SizeHint::with_exact(0),
-            _ => hyper::body::SizeHint::default(),
+    fn size_hint(&self) -> SizeHint {
+        match self.known_length {
+            true => SizeHint::with_exact(self.chunks.iter().map(|c| c.len() as u64).sum()),
+            false => SizeHint::default(),
         }
     }
 }

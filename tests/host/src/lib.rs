@@ -34,6 +34,7 @@
 //! # Layout
 //!
 //! - [`component`]: compiles the component once and links it against the host interfaces.
+//! - `freshness`: refuses a `.wasm` older than its sources.
 //! - [`manifest`]: reads and validates `spin.toml`.
 //! - `template`: Spin's `{{ variable }}` templates and variable-name rules.
 //! - `variables`: resolves variables lazily through the provider chain, as Spin does.
@@ -66,6 +67,7 @@ mod allowed_hosts;
 mod bindings;
 mod builder;
 mod config;
+mod freshness;
 mod key_value;
 mod outbound;
 mod route;
@@ -80,6 +82,6 @@ pub use providers::{LookupCause, ProviderKind, ProviderLookups, VaultContents};
 pub use runtime_config::{ProviderConfig, RuntimeConfig};
 pub use component::Component;
 pub use manifest::{DeclaredVariable, Manifest};
-pub use mock::{MockResponse, MockServer, RecordedCall};
-pub use wire::{TestRequest, TestResponse};
+pub use mock::{FaultCounts, FaultPlan, MockResponse, MockServer, RecordedCall};
+pub use wire::{Chunked, TestRequest, TestResponse};
 pub use wit::{world_exports, world_imports};
