@@ -37,7 +37,7 @@ fn bearer(call: &RecordedCall) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_sharing_one_store_fetch_the_token_once() {
     let login = MockServer::start().await;
-    let graph = MockServer::start().await;
+    let graph = MockServer::start_trusting(&login).await;
     let shared = KeyValueBackend::new();
     let first = replica(TENANT, &login, &graph, &shared);
     let second = replica(TENANT, &login, &graph, &shared);
@@ -54,7 +54,7 @@ async fn two_replicas_sharing_one_store_fetch_the_token_once() {
 
     // Without the shared store each replica fetches its own.
     let login = MockServer::start().await;
-    let graph = MockServer::start().await;
+    let graph = MockServer::start_trusting(&login).await;
     let (a, b) = (KeyValueBackend::new(), KeyValueBackend::new());
     for app in [replica(TENANT, &login, &graph, &a), replica(TENANT, &login, &graph, &b)] {
         assert_eq!(app.send(revoke("adele@contoso.com")).await.unwrap().status, 200);
@@ -65,7 +65,7 @@ async fn two_replicas_sharing_one_store_fetch_the_token_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_requests_on_replicas_of_two_tenants_leave_only_their_own_valid_tokens() {
     let login = MockServer::start().await;
-    let graph = MockServer::start().await;
+    let graph = MockServer::start_trusting(&login).await;
     // Distinct tokens per tenant, so a request that used another tenant's token (or a
     // token no one issued) shows in what Graph received.
     const ROUNDS: usize = 12;
