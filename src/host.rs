@@ -5,8 +5,9 @@
 //!
 //! Interfaces are the standard WASI ones named in `wit/world.wit`
 //! (`wasi:config/store`, `wasi:keyvalue/store`, `wasi:http/outgoing-handler`,
-//! `wasi:clocks/*`, ...), reached through spin-sdk's generated bindings (and the `wasi`
-//! crate spin-sdk's executor is built on), so the component carries one set of bindings.
+//! `wasi:clocks/*`, ...). `wasi:config` and `wasi:keyvalue` go through
+//! [`crate::bindings`], generated from `wit/world.wit` itself; wasi:http, clocks, random
+//! and stdout through spin-sdk's bindings (and the `wasi` crate its executor is built on).
 
 use std::cell::OnceCell;
 use std::future::Future;
@@ -18,10 +19,10 @@ use futures::future::{self, Either};
 use futures::SinkExt;
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::{ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Scheme, SendError};
-use spin_sdk::wit::wasi::config::store as config;
-use spin_sdk::wit::wasi::keyvalue::store as key_value;
 use wasi::clocks::monotonic_clock;
 
+use crate::bindings::wasi::config::store as config;
+use crate::bindings::wasi::keyvalue::store as key_value;
 use crate::guid::Guid;
 use crate::outbound::{OutboundRequest, OutboundResponse, SendFailure, TransportError};
 use crate::seam::Host;

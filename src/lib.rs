@@ -45,6 +45,7 @@
 //! - `fuzzing`: the pure entry points re-exported for the fuzz targets and property tests (not an API).
 
 mod batch;
+mod bindings;
 mod caller_auth;
 mod error;
 #[cfg(test)]
