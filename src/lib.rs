@@ -26,6 +26,7 @@
 //! - `trace`: per-request state for the log line and the headers (`Trace`, `Correlation`).
 //! - `route`: which route a method and path name.
 //! - `settings`: Spin variables parsed and checked, in three lazily read parts; what `/healthz` reports.
+//! - `cloud`: which identity platform goes with which Graph (national clouds); a mixed pair is a problem.
 //! - `caller_auth`: the caller's API key, compared in constant time.
 //! - `request_body`: content type, query and JSON body rules (one user, `userIds`, `entities`, `whatIf`).
 //! - `sentinel`: which user a Microsoft Sentinel Account entity names.
@@ -42,11 +43,13 @@
 //! - `response`: JSON replies: success, many users, health, Graph's OData error shape.
 //! - `log`: the one JSON log line per request.
 //! - `secret`: secrets with a redacted `Debug`.
+//! - `bindings`: `wasi:config` and `wasi:keyvalue` bindings generated from `wit/world.wit` (used by `host` only).
 //! - `fuzzing`: the pure entry points re-exported for the fuzz targets and property tests (not an API).
 
 mod batch;
 mod bindings;
 mod caller_auth;
+mod cloud;
 mod error;
 #[cfg(test)]
 mod fake_host;

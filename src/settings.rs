@@ -11,6 +11,7 @@
 //! with the value.
 
 use crate::caller_auth::ApiKey;
+use crate::cloud;
 use crate::guid::Guid;
 use crate::secret::Secret;
 
@@ -150,6 +151,12 @@ impl GraphSettings {
         let login_base_url = reader.read("login_base_url", parse_origin);
         let time_budget_ms = reader.read("time_budget_ms", |v| parse_positive(v, " of milliseconds"));
         let max_users = reader.read("max_users", |v| parse_positive(v, ""));
+        // A pair from two clouds can never work: say so before any token is asked for.
+        if let (Some(login), Some(graph)) = (&login_base_url, &graph_base_url) {
+            if let Err(rule) = cloud::check_pair(login, graph) {
+                reader.problems.invalid.push(("graph_base_url", rule));
+            }
+        }
         let settings = (|| {
             Some(GraphSettings {
                 tenant: tenant?,
@@ -443,5 +450,17 @@ mod tests {
         let problems = GraphSettings::load(&lookup(&vars)).unwrap_err();
         assert_eq!(problems.invalid.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["graph_base_url"]);
         assert!(problems.describe().contains("graph_base_url must use https://"), "{}", problems.describe());
+    }
+
+    #[test]
+    fn a_login_and_graph_pair_from_two_clouds_is_named() {
+        let mut vars = good();
+        vars.insert("login_base_url", "https://login.microsoftonline.com".into());
+        vars.insert("graph_base_url", "https://graph.microsoft.us".into());
+        let problems = GraphSettings::load(&lookup(&vars)).unwrap_err();
+        assert_eq!(problems.invalid.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["graph_base_url"]);
+        assert!(problems.describe().contains("US Government"), "{}", problems.describe());
+        vars.insert("login_base_url", "https://login.microsoftonline.us".into());
+        assert!(GraphSettings::load(&lookup(&vars)).is_ok());
     }
 }

@@ -43,6 +43,19 @@ async fn health_names_every_missing_or_malformed_variable_and_no_value() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_and_graph_pair_from_two_clouds_is_named_and_nothing_is_sent() {
+    // The global identity platform with US Government Graph: AADSTS90002/500011 in real
+    // life; here the component says which setting to fix before asking for a token.
+    let env = start_with(&[("graph_base_url", Some("https://graph.microsoft.us")), ("login_base_url", None)]).await;
+    let health = env.send(TestRequest::get("/healthz")).await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json(), json!({ "status": "misconfigured", "missing": [], "invalid": ["graph_base_url"] }));
+    let message = assert_error(&env.send(revoke("adele@contoso.com")).await, 500, "configurationError");
+    assert!(message.contains("US Government") && message.contains("login_base_url"), "{message}");
+    assert_eq!(env.outbound_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manifest_defaults_point_at_the_public_cloud() {
     // Without the two base URLs the component uses spin.toml's defaults, and the
     // manifest allows them; the test host keeps the request off the network.
