@@ -52,7 +52,7 @@ pub fn jwks_document(kid: &str, key: &PublicKey) -> String {
 
 /// A self-signed certificate for `key`, as `client_certificate` holds it (PEM), and its DER.
 pub fn certificate(key: &PrivateKey) -> (String, Vec<u8>) {
-    let subject = Name::from_str("CN=graph-revoke unit test").unwrap();
+    let subject = Name::from_str("CN=graph-revoke unit test,O=graph-revoke tests,C=US").unwrap();
     let spki = SubjectPublicKeyInfoOwned::from_key(&key.to_public_key()).unwrap();
     let validity = Validity::from_now(std::time::Duration::from_secs(3600)).unwrap();
     let builder = CertificateBuilder::new(
