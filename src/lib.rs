@@ -44,6 +44,8 @@ mod host;
 #[allow(dead_code)]
 mod jwks;
 mod log;
+#[allow(dead_code)]
+mod managed_identity;
 mod outbound;
 mod pipeline;
 mod request_body;
