@@ -11,13 +11,14 @@
 //! are inputs. The private key lives in a [`CertificateCredential`] whose `Debug` shows the
 //! thumbprint only, and the decoded key bytes are zeroed when dropped.
 //!
-//! Timing (RUSTSEC-2023-0071, the "Marvin" attack on RSA in pure Rust): rsa 0.10 moved to
-//! crypto-bigint for constant-time arithmetic and blinds every private-key operation with
-//! fresh randomness; beyond that, a signature is made only on a Graph token-cache miss (about
-//! once an hour per deployment, never on a caller's demand, and never over attacker-chosen
-//! input), so a remote observer gets a handful of timings a day of signatures it cannot steer.
+//! Timing (RUSTSEC-2023-0071, the "Marvin" attack): the rsa crate (0.9, chosen for size; see
+//! Cargo.toml) does not run the private-key operation in constant time. The attack needs a
+//! very large number of timed private-key operations on inputs the attacker chooses. Here
+//! every signature is blinded with fresh randomness from the host, is made over an
+//! assertion the component builds itself (no attacker-chosen input), and happens only on a
+//! Graph token-cache miss: about once an hour per deployment, never on a caller's demand
+//! (a rejected caller costs no token request, and a warm token serves every caller).
 
-use std::convert::Infallible;
 use std::fmt;
 
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
@@ -25,8 +26,9 @@ use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::der::asn1::{AnyRef, GeneralizedTime, UtcTime};
 use rsa::pkcs8::der::{Decode, Encode, Reader, SliceReader, Tag, Tagged};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::rand_core::{TryCryptoRng, TryRng};
+use rsa::rand_core::{CryptoRng, RngCore};
 use rsa::traits::PublicKeyParts;
+use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -83,7 +85,7 @@ pub struct CertificateCredential {
     thumbprint: String,
     /// Unix seconds of the certificate's `notAfter`.
     not_after: u64,
-    key: rsa::PrivateKey,
+    key: RsaPrivateKey,
 }
 
 impl fmt::Debug for CertificateCredential {
@@ -120,10 +122,10 @@ impl CertificateCredential {
             return Err(key_problem("is encrypted: export it unencrypted (openssl pkcs8 -topk8 -nocrypt) and keep it in a secret store"));
         }
         let key = if let Some(der) = pem_block(text, "PRIVATE KEY") {
-            rsa::PrivateKey::from_pkcs8_der(&der)
+            RsaPrivateKey::from_pkcs8_der(&der)
                 .map_err(|_| key_problem("must be an RSA private key in PKCS#8 PEM (-----BEGIN PRIVATE KEY-----)"))?
         } else if let Some(der) = pem_block(text, "RSA PRIVATE KEY") {
-            rsa::PrivateKey::from_pkcs1_der(&der).map_err(|_| key_problem("holds an RSA private key that does not parse"))?
+            RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| key_problem("holds an RSA private key that does not parse"))?
         } else {
             return Err(key_problem("must hold a PEM private key (-----BEGIN PRIVATE KEY-----)"));
         };
@@ -168,26 +170,27 @@ impl CertificateCredential {
         }
         let mut jti = [0u8; 16];
         random(&mut jti);
-        let header = serde_json::json!({ "alg": alg.name(), "typ": "JWT", "x5t#S256": self.thumbprint });
-        let client_id = client_id.to_string();
-        let claims = serde_json::json!({
-            "aud": token_endpoint,
-            "iss": client_id,
-            "sub": client_id,
-            "jti": Guid::from_random_bytes(jti).to_string(),
-            "nbf": now_unix,
-            "iat": now_unix,
-            "exp": now_unix + LIFETIME_SECONDS,
-        });
+        // Every value is ours and plain ASCII (a validated origin and tenant, a GUID, base64url,
+        // numbers) except the endpoint, which is JSON-escaped all the same.
+        let header = format!(r#"{{"alg":"{}","typ":"JWT","x5t#S256":"{}"}}"#, alg.name(), self.thumbprint);
+        let claims = format!(
+            r#"{{"aud":{},"iss":"{client_id}","sub":"{client_id}","jti":"{}","nbf":{now_unix},"iat":{now_unix},"exp":{}}}"#,
+            serde_json::to_string(token_endpoint).expect("serialising a string"),
+            Guid::from_random_bytes(jti),
+            now_unix + LIFETIME_SECONDS,
+        );
         let input = format!(
             "{}.{}",
-            Base64UrlUnpadded::encode_string(header.to_string().as_bytes()),
-            Base64UrlUnpadded::encode_string(claims.to_string().as_bytes())
+            Base64UrlUnpadded::encode_string(header.as_bytes()),
+            Base64UrlUnpadded::encode_string(claims.as_bytes())
         );
         let mut rng = HostRandom(random);
+        let digest = Sha256::digest(input.as_bytes());
+        // Both blind the private-key operation with the rng; PSS also draws its salt from it
+        // (salt length = hash length, as Entra expects).
         let signature = match alg {
-            AssertionAlg::Ps256 => self.key.pss_sign_with_rng::<Sha256, _>(&mut rng, input.as_bytes()),
-            AssertionAlg::Rs256 => self.key.pkcs1v15_sign_with_rng::<Sha256, _>(&mut rng, input.as_bytes()),
+            AssertionAlg::Ps256 => self.key.sign_with_rng(&mut rng, Pss::new_blinded::<Sha256>(), &digest),
+            AssertionAlg::Rs256 => self.key.sign_with_rng(&mut rng, Pkcs1v15Sign::new::<Sha256>(), &digest),
         }
         .map_err(|_| "client_private_key could not sign the client assertion".to_string())?;
         Ok(Secret::new(format!("{input}.{}", Base64UrlUnpadded::encode_string(&signature))))
@@ -208,29 +211,31 @@ pub fn credential_fields(assertion: &Secret) -> [(&'static str, &str); 2] {
 /// The host's random source as the RNG the rsa crate takes (for PSS salts and blinding).
 struct HostRandom<'a>(&'a mut dyn FnMut(&mut [u8]));
 
-impl TryRng for HostRandom<'_> {
-    type Error = Infallible;
-
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+impl RngCore for HostRandom<'_> {
+    fn next_u32(&mut self) -> u32 {
         let mut bytes = [0u8; 4];
         (self.0)(&mut bytes);
-        Ok(u32::from_le_bytes(bytes))
+        u32::from_le_bytes(bytes)
     }
 
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+    fn next_u64(&mut self) -> u64 {
         let mut bytes = [0u8; 8];
         (self.0)(&mut bytes);
-        Ok(u64::from_le_bytes(bytes))
+        u64::from_le_bytes(bytes)
     }
 
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        (self.0)(dst);
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
         (self.0)(dst);
         Ok(())
     }
 }
 
 /// The source is the host's `wasi:random/random`, a CSPRNG by the interface's contract.
-impl TryCryptoRng for HostRandom<'_> {}
+impl CryptoRng for HostRandom<'_> {}
 
 /// The DER inside the first PEM block with this label. Only armor: the base64 between the
 /// boundary lines, whitespace and literal `\n` pairs removed (a backslash is never base64).
@@ -253,7 +258,7 @@ fn pem_block(text: &str, label: &str) -> Option<Zeroizing<Vec<u8>>> {
 /// [0] version OPTIONAL, serialNumber, signature, issuer, validity, subject,
 /// subjectPublicKeyInfo, ... }`. Read with the der crate already in rsa's tree; a full
 /// X.509 parser would add code for names and extensions this never looks at.
-fn read_certificate(der: &[u8]) -> Option<(rsa::PublicKey, u64)> {
+fn read_certificate(der: &[u8]) -> Option<(RsaPublicKey, u64)> {
     let certificate = AnyRef::from_der(der).ok().filter(|c| c.tag() == Tag::Sequence)?;
     let tbs: AnyRef = SliceReader::new(certificate.value()).ok()?.decode().ok()?;
     if tbs.tag() != Tag::Sequence {
@@ -275,7 +280,7 @@ fn read_certificate(der: &[u8]) -> Option<(rsa::PublicKey, u64)> {
         Tag::GeneralizedTime => not_after.decode_as::<GeneralizedTime>().ok()?.to_unix_duration(),
         _ => return None,
     };
-    let key = rsa::PublicKey::from_public_key_der(&spki.to_der().ok()?).ok()?;
+    let key = RsaPublicKey::from_public_key_der(&spki.to_der().ok()?).ok()?;
     Some((key, not_after.as_secs()))
 }
 
@@ -338,6 +343,8 @@ mod tests {
             let assertion = sign(&credential, alg, now());
             let (input, signature) = assertion.rsplit_once('.').unwrap();
             let signature = Base64UrlUnpadded::decode_vec(signature).unwrap();
+            // Judged by the other rsa implementation (0.10), with the key read from the certificate.
+            use sha2_test::Sha256;
             let verified = match alg {
                 AssertionAlg::Ps256 => public_key.pss_verify::<Sha256>(input.as_bytes(), &signature),
                 AssertionAlg::Rs256 => public_key.pkcs1v15_verify::<Sha256>(input.as_bytes(), &signature),
@@ -401,8 +408,8 @@ mod tests {
         }
         assert!(CertificateCredential::parse(&pem, &Secret::new(&bundle)).is_ok());
         // PKCS#1 keys are read too.
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        let pkcs1 = test_keys::signer().to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        use rsa_test::pkcs1::EncodeRsaPrivateKey;
+        let pkcs1 = test_keys::signer().to_pkcs1_pem(rsa_test::pkcs8::LineEnding::LF).unwrap();
         assert!(CertificateCredential::parse(&pem, &Secret::new(pkcs1.as_str())).is_ok());
     }
 

@@ -53,6 +53,8 @@ pub const MAX_KID_LEN: usize = 128;
 /// Largest modulus accepted, in bytes (4096 bits). Bigger keys cost verification time
 /// and are not what Entra uses (2048 bits).
 const MAX_MODULUS_BYTES: usize = 512;
+/// Smallest modulus accepted: NIST's floor, and what Entra uses.
+const MIN_MODULUS_BITS: usize = 2048;
 /// Bumped when the stored shape changes, so an old entry is ignored rather than misread.
 const FORMAT: u32 = 1;
 
@@ -65,22 +67,30 @@ pub struct RsaKey {
 }
 
 impl RsaKey {
-    /// The key, checked by the rsa crate (2048 to 4096 bits, a sane exponent). Built only
-    /// for the key a token names, so a warm request does one key's arithmetic set-up.
-    pub fn public_key(&self) -> Option<rsa::PublicKey> {
-        let n = rsa::BoxedUint::from_be_slice_vartime(&self.n);
-        let e = rsa::BoxedUint::from_be_slice_vartime(&self.e);
-        rsa::PublicKey::new_with_size_limits(n, e, 2048..=MAX_MODULUS_BYTES * 8).ok()
+    /// The key: 2048 to 4096 bits and odd (checked here), a sane exponent (checked by the
+    /// rsa crate). Built only for the key a token names.
+    pub fn public_key(&self) -> Option<rsa::RsaPublicKey> {
+        let odd = self.n.last().is_some_and(|b| b & 1 == 1);
+        let bits = self.n.len() * 8 - self.n[0].leading_zeros() as usize;
+        if !odd || !(MIN_MODULUS_BITS..=MAX_MODULUS_BYTES * 8).contains(&bits) {
+            return None;
+        }
+        let n = rsa::BigUint::from_bytes_be(&self.n);
+        let e = rsa::BigUint::from_bytes_be(&self.e);
+        rsa::RsaPublicKey::new_with_max_size(n, e, MAX_MODULUS_BYTES * 8).ok()
     }
 }
 
 /// The RSA signing keys of a JWKS; other key types and encryption keys are left out.
+/// The document itself is kept too: it is what the cache stores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Jwks {
     keys: Vec<RsaKey>,
+    document: String,
 }
 
 /// A JWK as published; every field optional so that one odd key is skipped, not fatal.
+/// (An entry that is not even an object makes the document unreadable; Entra sends none.)
 #[derive(Deserialize)]
 struct PublishedKey {
     kty: Option<String>,
@@ -93,7 +103,7 @@ struct PublishedKey {
 
 #[derive(Deserialize)]
 struct PublishedSet {
-    keys: Vec<serde_json::Value>,
+    keys: Vec<PublishedKey>,
 }
 
 impl Jwks {
@@ -108,7 +118,6 @@ impl Jwks {
         let keys = set
             .keys
             .into_iter()
-            .filter_map(|value| serde_json::from_value::<PublishedKey>(value).ok())
             .filter_map(|key| {
                 if key.kty.as_deref() != Some("RSA") || key.usage.as_deref().is_some_and(|u| u != "sig") {
                     return None;
@@ -120,7 +129,7 @@ impl Jwks {
             })
             .take(MAX_KEYS)
             .collect();
-        Some(Jwks { keys })
+        Some(Jwks { keys, document: String::from_utf8(bytes.to_vec()).ok()? })
     }
 
     /// The key with this `kid`.
@@ -134,7 +143,8 @@ impl Jwks {
 
     #[cfg(test)]
     pub(crate) fn from_keys(keys: impl IntoIterator<Item = (String, Vec<u8>, Vec<u8>)>) -> Jwks {
-        Jwks { keys: keys.into_iter().map(|(kid, n, e)| RsaKey { kid, n: trim(&n).to_vec(), e: trim(&e).to_vec() }).collect() }
+        let keys = keys.into_iter().map(|(kid, n, e)| RsaKey { kid, n: trim(&n).to_vec(), e: trim(&e).to_vec() });
+        Jwks { keys: keys.collect(), document: String::new() }
     }
 }
 
@@ -194,21 +204,15 @@ pub struct Entry {
     attempted_at: u64,
 }
 
+/// The stored shape: the timestamps, and the JWKS document as fetched (read again with
+/// [`Jwks::parse`], so a stored entry is held to the same rules as a fresh answer).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct StoredEntry {
     format: u32,
     fetched_at: u64,
     attempted_at: u64,
-    keys: Vec<StoredKey>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoredKey {
-    kid: String,
-    n: String,
-    e: String,
+    jwks: String,
 }
 
 impl Entry {
@@ -234,16 +238,7 @@ impl Entry {
             format: FORMAT,
             fetched_at: self.fetched_at,
             attempted_at: self.attempted_at,
-            keys: self
-                .keys
-                .keys
-                .iter()
-                .map(|k| StoredKey {
-                    kid: k.kid.clone(),
-                    n: Base64UrlUnpadded::encode_string(&k.n),
-                    e: Base64UrlUnpadded::encode_string(&k.e),
-                })
-                .collect(),
+            jwks: self.keys.document.clone(),
         };
         serde_json::to_vec(&stored).expect("serialising a plain struct")
     }
@@ -252,19 +247,15 @@ impl Entry {
     /// format): such an entry is replaced, never trusted.
     pub fn decode(bytes: &[u8]) -> Option<Entry> {
         let stored: StoredEntry = serde_json::from_slice(bytes).ok()?;
-        if stored.format != FORMAT || stored.keys.len() > MAX_KEYS || stored.attempted_at < stored.fetched_at {
+        if stored.format != FORMAT || stored.attempted_at < stored.fetched_at {
             return None;
         }
-        let keys = stored
-            .keys
-            .into_iter()
-            .map(|k| {
-                let ok = !k.kid.is_empty() && k.kid.len() <= MAX_KID_LEN;
-                ok.then_some(())?;
-                Some(RsaKey { kid: k.kid, n: decode_number(&k.n, MAX_MODULUS_BYTES)?, e: decode_number(&k.e, 8)? })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Entry { keys: Jwks { keys }, fetched_at: stored.fetched_at, attempted_at: stored.attempted_at })
+        // Only a failed first fetch leaves no document.
+        let keys = match stored.jwks.is_empty() && stored.fetched_at == 0 {
+            true => Jwks::default(),
+            false => Jwks::parse(stored.jwks.as_bytes())?,
+        };
+        Some(Entry { keys, fetched_at: stored.fetched_at, attempted_at: stored.attempted_at })
     }
 
     fn usable(&self, now_unix: u64) -> bool {
@@ -331,7 +322,6 @@ mod tests {
                 {{"kty":"RSA","kid":"no-n","e":"AQAB"}},
                 {{"kty":"RSA","kid":"bad-n","n":"!!!","e":"AQAB"}},
                 {{"kty":"RSA","n":"{n}","e":"AQAB"}},
-                "not an object",
                 {{"kty":"RSA","kid":"k2","n":"{n}","e":"AQAB"}}
             ]}}"#,
             n = b64(&modulus())
@@ -369,7 +359,7 @@ mod tests {
 
     #[test]
     fn documents_that_are_not_a_jwks_are_refused() {
-        for doc in ["", "[]", "{}", r#"{"keys":{}}"#, "<html>", r#"{"keys":"x"}"#] {
+        for doc in ["", "[]", "{}", r#"{"keys":{}}"#, "<html>", r#"{"keys":"x"}"#, r#"{"keys":["x"]}"#] {
             assert!(Jwks::parse(doc.as_bytes()).is_none(), "{doc}");
         }
         assert!(Jwks::parse(&vec![b' '; MAX_JWKS_BYTES + 1]).is_none());
@@ -420,9 +410,9 @@ mod tests {
             "{}".into(),
             good.replace(r#""format":1"#, r#""format":2"#),
             good.replace(r#""format":1"#, r#""format":1,"extra":1"#),
-            good.replace(r#""kid":"k1""#, r#""kid":"""#),
-            good.replace(r#""e":"AQAB""#, r#""e":"!""#),
+            good.replace(r#"\"keys\""#, r#"\"kees\""#),
             good.replace(&format!(r#""attemptedAt":{NOW}"#), r#""attemptedAt":1"#),
+            format!(r#"{{"format":1,"fetchedAt":{NOW},"attemptedAt":{NOW},"jwks":""}}"#),
         ] {
             assert!(Entry::decode(bytes.as_bytes()).is_none(), "{bytes}");
         }

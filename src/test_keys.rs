@@ -1,5 +1,8 @@
 //! Test-only RSA keys and certificates, generated when a test binary first asks for them.
 //!
+//! Made with rsa 0.10 (a dev-dependency), not the rsa 0.9 that ships, so what the component
+//! signs is checked by another implementation.
+//!
 //! Nothing here is committed key material: every run makes fresh 2048-bit keys (the OS
 //! random source) and self-signed certificates for them. Key generation is the slow part,
 //! so each key is made once per test binary.
@@ -8,10 +11,10 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use rsa::traits::PublicKeyParts;
-use rsa::{PrivateKey, PublicKey};
-use sha2::Sha256;
+use rsa_test::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa_test::traits::PublicKeyParts;
+use rsa_test::{PrivateKey, PublicKey};
+use sha2_test::Sha256;
 use x509_cert::builder::{profile, Builder, CertificateBuilder};
 use x509_cert::der::{Encode, EncodePem};
 use x509_cert::name::Name;
@@ -62,8 +65,8 @@ pub fn certificate(key: &PrivateKey) -> (String, Vec<u8>) {
         spki,
     )
     .unwrap();
-    let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
-    let cert = builder.build::<_, rsa::pkcs1v15::Signature>(&signer).unwrap();
+    let signer = rsa_test::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
+    let cert = builder.build::<_, rsa_test::pkcs1v15::Signature>(&signer).unwrap();
     (cert.to_pem(LineEnding::LF).unwrap(), cert.to_der().unwrap())
 }
 
@@ -72,7 +75,7 @@ pub fn certificate_public_key(der: &[u8]) -> PublicKey {
     use x509_cert::der::Decode;
     let cert = x509_cert::Certificate::from_der(der).unwrap();
     let spki_der = cert.tbs_certificate().subject_public_key_info().to_der().unwrap();
-    rsa::pkcs8::DecodePublicKey::from_public_key_der(&spki_der).unwrap()
+    rsa_test::pkcs8::DecodePublicKey::from_public_key_der(&spki_der).unwrap()
 }
 
 /// The public key as SPKI DER (for comparing keys).
