@@ -246,11 +246,19 @@ fn pem_block(text: &str, label: &str) -> Option<Zeroizing<Vec<u8>>> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
-    let body = &text[start..start + text[start..].find(&end)?];
-    let base64: Zeroizing<String> = Zeroizing::new(
-        body.replace("\\r", "").replace("\\n", "").chars().filter(|c| !c.is_ascii_whitespace()).collect(),
-    );
-    Base64::decode_vec(&base64).ok().filter(|der| !der.is_empty()).map(Zeroizing::new)
+    let body = text[start..start + text[start..].find(&end)?].as_bytes();
+    let mut base64 = Zeroizing::new(Vec::with_capacity(body.len()));
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'\\' if matches!(body.get(i + 1), Some(b'n' | b'r')) => i += 1,
+            b if b.is_ascii_whitespace() => {}
+            b => base64.push(b),
+        }
+        i += 1;
+    }
+    let base64 = std::str::from_utf8(&base64).ok()?;
+    Base64::decode_vec(base64).ok().filter(|der| !der.is_empty()).map(Zeroizing::new)
 }
 
 /// The public key and `notAfter` of an X.509 certificate (RFC 5280, section 4.1):

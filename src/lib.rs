@@ -12,6 +12,10 @@
 //! - `route`: which route a method and path name.
 //! - `settings`: Spin variables parsed and checked; what `/healthz` reports.
 //! - `caller_auth`: the caller's API key, compared in constant time.
+//! - `caller_token`: Entra ID bearer tokens as caller credential: RS256, claims, allowed callers and role.
+//! - `jwks`: the tenant's signing keys: request, answer, cache entry and refetch limits.
+//! - `client_assertion`: the certificate credential's signed client assertion (PS256/RS256, `x5t#S256`).
+//! - `managed_identity`: IMDS and App Service / Container Apps token requests and answers.
 //! - `request_body`: content type, query and JSON body rules (one user, `userIds`, `entities`, `whatIf`).
 //! - `sentinel`: which user a Microsoft Sentinel Account entity names.
 //! - `user_id`: the identifier rules and the one function that puts an id in a URL.
@@ -27,6 +31,7 @@
 //! - `response`: JSON replies: success, health, Graph's OData error shape.
 //! - `log`: the one JSON log line per request.
 //! - `secret`: secrets with a redacted `Debug`.
+//! - `test_keys` (tests only): RSA keys and certificates generated at test time.
 //! - `host`: the only module that touches the host (variables, key-value, HTTP, clocks, random, stdout).
 
 mod batch;
