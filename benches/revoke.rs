@@ -35,7 +35,7 @@ async fn run() {
     let compile = started.elapsed();
     let manifest = Manifest::load_default().unwrap();
     let login = MockServer::start().await;
-    let graph = MockServer::start().await;
+    let graph = MockServer::start_trusting(&login).await;
     let (login_url, graph_url) = (login.base_url(), graph.base_url());
     let variables = [
         ("tenant_id", "contoso.onmicrosoft.com"),
@@ -67,8 +67,9 @@ async fn run() {
     // Warm revokes, the floor and /healthz are interleaved sample by sample, so that
     // whatever else the machine does falls on all three alike.
     let graph_addr = graph_url.trim_start_matches("http://").to_string();
+    let bearer = format!("Bearer {}", login.issue_token());
     for _ in 0..WARM_UP {
-        direct_round_trip(&graph_addr).await;
+        direct_round_trip(&graph_addr, &bearer).await;
     }
     let graph_before = graph.calls().len();
     let login_before = login.calls().len();
@@ -84,7 +85,7 @@ async fn run() {
         warm_revokes += 1;
 
         let t = Instant::now();
-        direct_round_trip(&graph_addr).await;
+        direct_round_trip(&graph_addr, &bearer).await;
         floor.push(t.elapsed());
 
         // No outbound call at all: what instantiating and running the component costs.
@@ -138,13 +139,13 @@ async fn run() {
 }
 
 /// One `POST /v1.0/users/{id}/revokeSignInSessions` on a new connection, body read.
-async fn direct_round_trip(addr: &str) {
+async fn direct_round_trip(addr: &str, bearer: &str) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     let request = http::Request::post("/v1.0/users/adele.vance@contoso.com/revokeSignInSessions")
         .header("host", addr)
-        .header("authorization", "Bearer mock-access-token-1")
+        .header("authorization", bearer)
         .header("content-length", "0")
         .body(Full::new(Bytes::new()))
         .unwrap();

@@ -152,7 +152,6 @@ mod tests {
         assert_eq!(items["0"].status, 204);
         assert!(items["0"].body.is_empty());
         assert_eq!(items["1"].header("retry-after"), Some("3"));
-        assert_eq!(items["1"].retry_after_seconds(), Some(3));
     }
 
     #[test]

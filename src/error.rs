@@ -26,8 +26,12 @@ pub enum Error {
     UnsupportedMediaType(String),
     /// Required settings missing or malformed, named, never their values (500).
     Configuration(String),
-    /// The identity platform refused the credentials or could not be used (502).
+    /// The identity platform refused the credentials, or answered something that is no
+    /// token and not temporary trouble (502).
     TokenRequestFailed(String),
+    /// The token endpoint failed temporarily: 5xx, 429, `temporarily_unavailable`, or
+    /// unreachable, after its one retry (503); `retry_after` in seconds.
+    IdentityPlatformUnavailable { detail: String, retry_after: Option<u64> },
     /// Graph answered 403: its message plus the fix (403). `dry_run`: the 403 came from
     /// the user lookup of a `whatIf`, which needs another permission.
     GraphForbidden { graph_message: String, dry_run: bool },
@@ -41,6 +45,10 @@ pub enum Error {
     GraphError(String),
     /// The time budget ran out waiting for an answer (504); `budget_ms` is the setting.
     UpstreamTimeout { budget_ms: u64 },
+    /// The time budget ran out before the caller had sent its whole body. 504
+    /// `upstreamTimeout` too: the SPEC's code for "the time budget ran out" (it has no
+    /// 408), and automation retries a 504 as it would a 408.
+    BodyTimeout { budget_ms: u64 },
 }
 
 impl Error {
@@ -57,8 +65,8 @@ impl Error {
             Error::Throttled { .. } => 429,
             Error::Configuration(_) => 500,
             Error::TokenRequestFailed(_) | Error::GraphError(_) => 502,
-            Error::GraphUnavailable { .. } => 503,
-            Error::UpstreamTimeout { .. } => 504,
+            Error::GraphUnavailable { .. } | Error::IdentityPlatformUnavailable { .. } => 503,
+            Error::UpstreamTimeout { .. } | Error::BodyTimeout { .. } => 504,
         }
     }
 
@@ -78,8 +86,9 @@ impl Error {
             Error::UserNotFound { .. } => "userNotFound",
             Error::Throttled { .. } => "throttled",
             Error::GraphUnavailable { .. } => "graphUnavailable",
+            Error::IdentityPlatformUnavailable { .. } => "identityPlatformUnavailable",
             Error::GraphError(_) => "graphError",
-            Error::UpstreamTimeout { .. } => "upstreamTimeout",
+            Error::UpstreamTimeout { .. } | Error::BodyTimeout { .. } => "upstreamTimeout",
         }
     }
 
@@ -91,11 +100,31 @@ impl Error {
                 r#"APIKey realm="graph-revoke", header="x-api-key""#.to_string(),
             )],
             Error::MethodNotAllowed { allow } => vec![("allow", allow.to_string())],
-            Error::Throttled { retry_after: Some(s) }
-            | Error::GraphUnavailable { retry_after: Some(s), .. } => {
-                vec![("retry-after", s.to_string())]
-            }
-            _ => Vec::new(),
+            _ => self.retry_after().map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default(),
+        }
+    }
+
+    /// The seconds to pass on in `Retry-After`, when known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Throttled { retry_after }
+            | Error::GraphUnavailable { retry_after, .. }
+            | Error::IdentityPlatformUnavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Trouble that passes by itself, so the same request may succeed later: throttling,
+    /// an unavailable upstream with a known wait, a time budget that ran out. An upstream
+    /// "unavailable" with no wait is a host refusing the call by policy: not temporary.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Error::Throttled { .. }
+            | Error::IdentityPlatformUnavailable { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::BodyTimeout { .. } => true,
+            Error::GraphUnavailable { retry_after, .. } => retry_after.is_some(),
+            _ => false,
         }
     }
 }
@@ -144,9 +173,18 @@ impl fmt::Display for Error {
                 "No answer from upstream within the time budget (time_budget_ms = {budget_ms}). \
                  Revoking is idempotent: retry the request."
             ),
+            Error::BodyTimeout { budget_ms } => write!(
+                f,
+                "The request body did not arrive within the time budget (time_budget_ms = {budget_ms}); \
+                 nothing was revoked. Send the whole body at once and retry."
+            ),
             Error::GraphUnavailable { detail, retry_after } => match retry_after {
                 Some(s) => write!(f, "Graph is unavailable ({detail}); retry after {s} seconds."),
                 None => write!(f, "Graph is unavailable ({detail}); retry later."),
+            },
+            Error::IdentityPlatformUnavailable { detail, retry_after } => match retry_after {
+                Some(s) => write!(f, "The identity platform is temporarily unavailable ({detail}); retry after {s} seconds."),
+                None => write!(f, "The identity platform is temporarily unavailable ({detail}); retry later."),
             },
         }
     }
@@ -175,7 +213,9 @@ mod tests {
             (Error::TokenRequestFailed("x".into()), 502, "tokenRequestFailed"),
             (Error::GraphError("x".into()), 502, "graphError"),
             (Error::GraphUnavailable { detail: "d".into(), retry_after: None }, 503, "graphUnavailable"),
+            (Error::IdentityPlatformUnavailable { detail: "d".into(), retry_after: None }, 503, "identityPlatformUnavailable"),
             (Error::UpstreamTimeout { budget_ms: 1 }, 504, "upstreamTimeout"),
+            (Error::BodyTimeout { budget_ms: 1 }, 504, "upstreamTimeout"),
         ];
         for (error, status, code) in table {
             assert_eq!(error.status(), status, "{error:?}");
@@ -203,5 +243,28 @@ mod tests {
         assert_eq!(Error::MethodNotAllowed { allow: "POST" }.extra_headers()[0].0, "allow");
         assert_eq!(Error::Unauthenticated("x".into()).extra_headers()[0].0, "www-authenticate");
         assert!(Error::Throttled { retry_after: None }.extra_headers().is_empty());
+        assert_eq!(
+            Error::IdentityPlatformUnavailable { detail: "d".into(), retry_after: Some(4) }.extra_headers(),
+            vec![("retry-after", "4".to_string())]
+        );
+    }
+
+    #[test]
+    fn only_passing_trouble_is_temporary() {
+        let temporary = [
+            Error::Throttled { retry_after: None },
+            Error::GraphUnavailable { detail: "d".into(), retry_after: Some(1) },
+            Error::IdentityPlatformUnavailable { detail: "d".into(), retry_after: Some(1) },
+            Error::UpstreamTimeout { budget_ms: 1 },
+        ];
+        assert!(temporary.iter().all(Error::is_temporary));
+        let lasting = [
+            Error::GraphUnavailable { detail: "HttpRequestDenied".into(), retry_after: None },
+            Error::GraphError("x".into()),
+            Error::TokenRequestFailed("x".into()),
+            Error::UserNotFound { user: "u".into() },
+            Error::Configuration("x".into()),
+        ];
+        assert!(!lasting.iter().any(Error::is_temporary));
     }
 }

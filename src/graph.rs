@@ -6,6 +6,8 @@
 //! report a failure. Failures are mapped to the SPEC's codes; Graph's own text is
 //! passed on only for 403, where it tells the operator which permission is missing.
 
+use std::time::SystemTime;
+
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -90,8 +92,8 @@ struct GraphErrorBody {
     message: Option<String>,
 }
 
-/// Reads Graph's answer to a revoke.
-pub fn read_revoke_response(response: &OutboundResponse, user: &UserId) -> Result<Revoked, Error> {
+/// Reads Graph's answer to a revoke. `now` (the wall clock) reads a `Retry-After` date.
+pub fn read_revoke_response(response: &OutboundResponse, user: &UserId, now: SystemTime) -> Result<Revoked, Error> {
     if (200..300).contains(&response.status) {
         let value = serde_json::from_slice::<serde_json::Value>(&response.body)
             .ok()
@@ -99,21 +101,22 @@ pub fn read_revoke_response(response: &OutboundResponse, user: &UserId) -> Resul
             .unwrap_or(true);
         return Ok(Revoked { value });
     }
-    Err(failure(response, user, false))
+    Err(failure(response, user, false, now))
 }
 
-/// Reads Graph's answer to a dry run's lookup.
-pub fn read_lookup_response(response: &OutboundResponse, user: &UserId) -> Result<FoundUser, Error> {
+/// Reads Graph's answer to a dry run's lookup. `now` (the wall clock) reads a `Retry-After` date.
+pub fn read_lookup_response(response: &OutboundResponse, user: &UserId, now: SystemTime) -> Result<FoundUser, Error> {
     if (200..300).contains(&response.status) {
         return serde_json::from_slice::<FoundUser>(&response.body).map_err(|_| {
             Error::GraphError(format!("Graph answered {} to the user lookup without the user.", response.status))
         });
     }
-    Err(failure(response, user, true))
+    Err(failure(response, user, true, now))
 }
 
-/// A non-2xx answer as the caller's error.
-fn failure(response: &OutboundResponse, user: &UserId, dry_run: bool) -> Error {
+/// A non-2xx answer as the caller's error. A 429/503/504 carries its own `Retry-After`
+/// (a `$batch` item's provisional error, before the batch loop decides on a retry).
+fn failure(response: &OutboundResponse, user: &UserId, dry_run: bool, now: SystemTime) -> Error {
     let status = response.status;
     let error = serde_json::from_slice::<GraphError>(&response.body).ok().map(|e| e.error);
     let code = error.as_ref().and_then(|e| e.code.as_deref()).and_then(safe_code);
@@ -126,7 +129,10 @@ fn failure(response: &OutboundResponse, user: &UserId, dry_run: bool) -> Error {
                 .unwrap_or_else(|| "no message".into()),
             dry_run,
         },
-        429 | 503 | 504 => still_failing(status, response.retry_after_seconds()),
+        429 | 503 | 504 => still_failing(
+            status,
+            response.header("retry-after").and_then(|v| retry::parse_retry_after(v, now)).map(whole_seconds),
+        ),
         401 => Error::GraphError(format!(
             "Graph rejected the access token (401{}); check that graph_base_url and login_base_url \
              belong to the same cloud.",
@@ -191,6 +197,18 @@ mod tests {
         UserId::parse("adele@contoso.com").unwrap()
     }
 
+    fn now() -> SystemTime {
+        httpdate::parse_http_date("Wed, 25 Nov 2026 10:00:00 GMT").unwrap()
+    }
+
+    fn read_revoke_response_now(response: &OutboundResponse, user: &UserId) -> Result<Revoked, Error> {
+        read_revoke_response(response, user, now())
+    }
+
+    fn read_lookup_response_now(response: &OutboundResponse, user: &UserId) -> Result<FoundUser, Error> {
+        read_lookup_response(response, user, now())
+    }
+
     fn answer(status: u16, body: &str) -> OutboundResponse {
         OutboundResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
     }
@@ -207,16 +225,16 @@ mod tests {
 
     #[test]
     fn any_success_counts() {
-        assert_eq!(read_revoke_response(&answer(200, r#"{"value":true}"#), &user()), Ok(Revoked { value: true }));
-        assert_eq!(read_revoke_response(&answer(200, ""), &user()), Ok(Revoked { value: true }));
-        assert_eq!(read_revoke_response(&answer(200, "ok"), &user()), Ok(Revoked { value: true }));
-        assert_eq!(read_revoke_response(&answer(204, ""), &user()), Ok(Revoked { value: true }));
-        assert_eq!(read_revoke_response(&answer(200, r#"{"value":false}"#), &user()), Ok(Revoked { value: false }));
+        assert_eq!(read_revoke_response_now(&answer(200, r#"{"value":true}"#), &user()), Ok(Revoked { value: true }));
+        assert_eq!(read_revoke_response_now(&answer(200, ""), &user()), Ok(Revoked { value: true }));
+        assert_eq!(read_revoke_response_now(&answer(200, "ok"), &user()), Ok(Revoked { value: true }));
+        assert_eq!(read_revoke_response_now(&answer(204, ""), &user()), Ok(Revoked { value: true }));
+        assert_eq!(read_revoke_response_now(&answer(200, r#"{"value":false}"#), &user()), Ok(Revoked { value: false }));
     }
 
     #[test]
     fn failures_map_to_the_spec_codes() {
-        let code = |status, body| read_revoke_response(&answer(status, body), &user()).unwrap_err().code();
+        let code = |status, body| read_revoke_response_now(&answer(status, body), &user()).unwrap_err().code();
         assert_eq!(code(404, r#"{"error":{"code":"Request_ResourceNotFound","message":"x"}}"#), "userNotFound");
         assert_eq!(code(403, r#"{"error":{"code":"Authorization_RequestDenied","message":"x"}}"#), "graphForbidden");
         assert_eq!(code(429, ""), "throttled");
@@ -229,20 +247,20 @@ mod tests {
 
     #[test]
     fn only_a_403_passes_graph_text_on() {
-        let forbidden = read_revoke_response(
+        let forbidden = read_revoke_response_now(
             &answer(403, r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.\r\n"}}"#),
             &user(),
         )
         .unwrap_err();
         assert!(forbidden.to_string().contains("\"Insufficient privileges to complete the operation.\""));
-        let bad = read_revoke_response(
+        let bad = read_revoke_response_now(
             &answer(400, r#"{"error":{"code":"Request_BadRequest","message":"secret internals"}}"#),
             &user(),
         )
         .unwrap_err()
         .to_string();
         assert!(bad.contains("Request_BadRequest") && !bad.contains("internals"));
-        let html = read_revoke_response(&answer(500, r#"{"error":{"code":"<script>","message":"m"}}"#), &user())
+        let html = read_revoke_response_now(&answer(500, r#"{"error":{"code":"<script>","message":"m"}}"#), &user())
             .unwrap_err()
             .to_string();
         assert!(!html.contains("<script>"));
@@ -250,12 +268,12 @@ mod tests {
 
     #[test]
     fn a_lookup_reads_the_user_and_its_403_names_user_read_all() {
-        let found = read_lookup_response(&answer(200, r#"{"id":"6f4a9b2c-1d3e-4f50-8a6b-7c8d9e0f1a2b","userPrincipalName":"adele@contoso.com","@odata.context":"x"}"#), &user());
+        let found = read_lookup_response_now(&answer(200, r#"{"id":"6f4a9b2c-1d3e-4f50-8a6b-7c8d9e0f1a2b","userPrincipalName":"adele@contoso.com","@odata.context":"x"}"#), &user());
         assert_eq!(found.unwrap().user_principal_name, "adele@contoso.com");
-        let denied = read_lookup_response(&answer(403, r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges"}}"#), &user());
+        let denied = read_lookup_response_now(&answer(403, r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges"}}"#), &user());
         assert!(denied.unwrap_err().to_string().contains("User.Read.All"));
-        assert_eq!(read_lookup_response(&answer(404, ""), &user()).unwrap_err().code(), "userNotFound");
-        assert_eq!(read_lookup_response(&answer(200, "<html>"), &user()).unwrap_err().code(), "graphError");
+        assert_eq!(read_lookup_response_now(&answer(404, ""), &user()).unwrap_err().code(), "userNotFound");
+        assert_eq!(read_lookup_response_now(&answer(200, "<html>"), &user()).unwrap_err().code(), "graphError");
         let request = lookup_request("https://graph.microsoft.com", &user(), &Secret::new("t"), "cid");
         assert_eq!((request.method, request.url.as_str()), ("GET", "https://graph.microsoft.com/v1.0/users/adele@contoso.com?$select=id,userPrincipalName"));
     }
@@ -264,6 +282,26 @@ mod tests {
     fn retry_after_is_passed_on() {
         let mut throttled = answer(429, "");
         throttled.headers.push(("retry-after".into(), "7".into()));
-        assert_eq!(read_revoke_response(&throttled, &user()), Err(Error::Throttled { retry_after: Some(7) }));
+        assert_eq!(read_revoke_response(&throttled, &user(), now()), Err(Error::Throttled { retry_after: Some(7) }));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_every_form_and_capped() {
+        let with = |status, value: &str| {
+            let mut a = answer(status, "");
+            a.headers.push(("retry-after".into(), value.into()));
+            read_revoke_response(&a, &user(), now()).unwrap_err()
+        };
+        // Graph's fractional seconds, rounded up; an HTTP-date against the clock given.
+        assert_eq!(with(429, "2.128"), Error::Throttled { retry_after: Some(3) });
+        assert_eq!(with(429, "Wed, 25 Nov 2026 10:00:05 GMT"), Error::Throttled { retry_after: Some(5) });
+        let capped = Some(retry::whole_seconds(retry::MAX_RETRY_AFTER));
+        assert_eq!(with(429, "Fri, 31 Dec 9999 23:59:59 GMT"), Error::Throttled { retry_after: capped });
+        assert_eq!(with(429, "99999999999"), Error::Throttled { retry_after: capped });
+        assert!(matches!(with(503, "Fri, 31 Dec 9999 23:59:59 GMT"), Error::GraphUnavailable { retry_after, .. } if retry_after == capped));
+        assert_eq!(with(429, "soon"), Error::Throttled { retry_after: None });
+        let mut lookup = answer(504, "");
+        lookup.headers.push(("retry-after".into(), "0.5".into()));
+        assert!(matches!(read_lookup_response(&lookup, &user(), now()), Err(Error::GraphUnavailable { retry_after: Some(1), .. })));
     }
 }

@@ -1,5 +1,5 @@
-//! The wasi:http edge: turns the incoming request into [`Incoming`], runs the
-//! flow, writes the reply and the log line.
+//! The wasi:http edge: turns the incoming request into [`Incoming`] and a stream of
+//! body chunks, runs the flow on [`WasiHost`], writes the reply and the log line.
 //!
 //! Nothing here can fail in a way the caller does not see as JSON: every error
 //! goes through [`response::error`], the one mapping.
@@ -7,17 +7,18 @@
 use futures::StreamExt;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
-use crate::error::Error;
 use crate::guid::Guid;
-use crate::host;
+use crate::host::{self, WasiHost};
+use crate::incoming::Incoming;
 use crate::log::LogLine;
-use crate::request_body::MAX_BODY_BYTES;
-use crate::response::{self, Correlation, Reply};
-use crate::service::{serve, Incoming, Trace};
+use crate::response::{self, Reply};
+use crate::service::serve;
+use crate::trace::{Correlation, Trace};
 
 /// Handles one request from start to log line.
 pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let started = host::monotonic_now();
+    let wasi = WasiHost::default();
     let path_with_query = request.path_with_query().unwrap_or_default();
     let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
     let incoming = Incoming {
@@ -45,8 +46,9 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         ..Trace::default()
     };
 
-    let content_length = incoming.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    let result = serve(&incoming, read_body(request, content_length), &mut trace).await;
+    // The host's error text is dropped: it is of no use to the caller.
+    let body = request.into_body_stream().map(|chunk| chunk.map_err(|_| ()));
+    let result = serve(&wasi, &incoming, body, &mut trace).await;
     let (reply, outcome) = match result {
         Ok(reply) => (reply, trace.outcome),
         Err(error) => (response::error(&error, &trace.correlation, &host::now_rfc3339()), error.code()),
@@ -59,6 +61,7 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             route: trace.route,
             outcome,
             status: reply.status,
+            caller: trace.caller,
             user_ids: trace.user_ids,
             client_request_id: trace.correlation.client_request_id,
             graph_request_id: trace.correlation.graph_request_id,
@@ -69,25 +72,6 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         .to_json(),
     );
     write(out, reply).await;
-}
-
-/// Reads the body, refusing it as soon as it passes [`MAX_BODY_BYTES`]: a declared
-/// `Content-Length` over the limit is refused before a byte is read.
-async fn read_body(request: IncomingRequest, content_length: Option<u64>) -> Result<Vec<u8>, Error> {
-    let too_large = || Error::PayloadTooLarge(format!("The body is larger than {} KiB.", MAX_BODY_BYTES / 1024));
-    if content_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    let mut chunks = request.into_body_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|_| Error::InvalidRequest("The request body could not be read.".into()))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// Writes the reply; if the host refuses it there is no one left to tell.

@@ -1,57 +1,84 @@
 //! The one module that touches the host: Spin variables, the key-value store, outbound
-//! HTTP, clocks, randomness and stdout. Everything else is pure and runs natively in
-//! `cargo test`.
+//! HTTP, clocks, randomness and stdout. [`WasiHost`] is the component's implementation of
+//! the seam ([`crate::seam::Host`]) through which the flow reaches all of these; the
+//! handler (the wasi:http edge) also uses the free functions here directly.
 //!
 //! Interfaces are the standard WASI ones named in `wit/world.wit`
 //! (`wasi:config/store`, `wasi:keyvalue/store`, `wasi:http/outgoing-handler`,
-//! `wasi:clocks/*`, ...), reached through spin-sdk's generated bindings (and the `wasi`
-//! crate spin-sdk's executor is built on), so the component carries one set of bindings.
+//! `wasi:clocks/*`, ...). `wasi:config` and `wasi:keyvalue` go through
+//! [`crate::bindings`], generated from `wit/world.wit` itself; wasi:http, clocks, random
+//! and stdout through spin-sdk's bindings (and the `wasi` crate its executor is built on).
 
+use std::cell::OnceCell;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures::future::{self, Either};
 use futures::SinkExt;
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::{ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Scheme, SendError};
-use spin_sdk::wit::wasi::config::store as config;
-use spin_sdk::wit::wasi::keyvalue::store as key_value;
 use wasi::clocks::monotonic_clock;
 
+use crate::bindings::wasi::config::store as config;
+use crate::bindings::wasi::keyvalue::store as key_value;
 use crate::guid::Guid;
 use crate::outbound::{OutboundRequest, OutboundResponse, SendFailure, TransportError};
+use crate::seam::Host;
 
-/// A Spin variable, through `wasi:config/store`. `Ok(None)`: not set or not declared.
-/// The host's error text is dropped: it could quote a secret store's answer.
-pub fn variable(name: &str) -> Result<Option<String>, ()> {
-    config::get(name).map_err(|_| ())
+/// The host as WASI gives it, for one request.
+#[derive(Default)]
+pub struct WasiHost {
+    /// The key-value store `default`, opened on first use (a request that needs no token
+    /// never opens it); `None` inside when the host has none or refuses it: the token
+    /// cache then simply misses, and every request fetches its own token.
+    store: OnceCell<Option<key_value::Bucket>>,
 }
 
-/// The Spin key-value store `default`, or nothing when the host has none: the token
-/// cache then simply misses, and every request fetches its own token.
-pub struct KeyValue(Option<key_value::Bucket>);
+impl WasiHost {
+    fn store(&self) -> Option<&key_value::Bucket> {
+        self.store.get_or_init(|| key_value::open("default").ok()).as_ref()
+    }
+}
 
-impl KeyValue {
-    /// Opens `default`; a missing or refused store is not an error.
-    pub fn open_default() -> KeyValue {
-        KeyValue(key_value::open("default").ok())
+impl Host for WasiHost {
+    fn variable(&self, name: &str) -> Result<Option<String>, ()> {
+        config::get(name).map_err(|_| ())
     }
 
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.as_ref()?.get(key).ok().flatten()
+    async fn send(&self, request: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendFailure> {
+        send(request, timeout).await
     }
 
-    /// Best effort: a failed write costs a token request later, nothing else.
-    pub fn set(&self, key: &str, value: &[u8]) {
-        if let Some(bucket) = &self.0 {
+    async fn sleep(&self, duration: Duration) {
+        sleep(duration).await
+    }
+
+    fn monotonic_now(&self) -> Duration {
+        monotonic_now()
+    }
+
+    fn wall_now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn random_u32(&self) -> u32 {
+        spin_sdk::wit::wasi::random0_2_6::random::get_random_u64() as u32
+    }
+
+    fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.store()?.get(key).ok().flatten()
+    }
+
+    fn kv_set(&self, key: &str, value: &[u8]) {
+        if let Some(bucket) = self.store() {
             let _ = bucket.set(key, value);
         }
     }
 
-    pub fn delete(&self, key: &str) {
-        if let Some(bucket) = &self.0 {
+    fn kv_delete(&self, key: &str) {
+        if let Some(bucket) = self.store() {
             let _ = bucket.delete(key);
         }
     }
@@ -61,7 +88,7 @@ impl KeyValue {
 /// (the rest of the time budget), so a hung upstream cannot hold the request.
 /// Redirects are not followed (wasi:http never does), so `Authorization` never leaves
 /// its origin.
-pub async fn send(request: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendFailure> {
+async fn send(request: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendFailure> {
     match future::select(pin!(exchange(request)), pin!(sleep(timeout))).await {
         Either::Left((result, _)) => result.map_err(|e| SendFailure::Transport(transport_error(e))),
         Either::Right(_) => Err(SendFailure::TimedOut),
@@ -165,13 +192,13 @@ fn describe(code: &ErrorCode) -> &'static str {
 
 /// Waits on the host's monotonic clock (a wasi pollable the executor blocks on), so a
 /// wait costs no CPU.
-pub fn sleep(duration: Duration) -> Sleep {
+fn sleep(duration: Duration) -> Sleep {
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     Sleep { deadline: monotonic_clock::now().saturating_add(nanos), registration: None }
 }
 
 /// The future of [`sleep`].
-pub struct Sleep {
+struct Sleep {
     deadline: monotonic_clock::Instant,
     /// Keeps the executor's wake-up registered; dropping it (a cancelled wait) unregisters.
     registration: Option<CancelOnDropToken>,
@@ -196,25 +223,10 @@ pub fn monotonic_now() -> Duration {
     Duration::from_nanos(monotonic_clock::now())
 }
 
-/// Seconds since the Unix epoch, for token expiry shared across instances.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// The wall-clock time, for HTTP-date `Retry-After` values.
-pub fn wall_now() -> SystemTime {
-    SystemTime::now()
-}
-
 /// A fresh random GUID, for a `client-request-id` the caller did not send.
 pub fn random_guid() -> Guid {
     let bytes = spin_sdk::wit::wasi::random0_2_6::random::get_random_bytes(16);
     Guid::from_random_bytes(bytes.try_into().unwrap_or([0; 16]))
-}
-
-/// A random number, for backoff jitter.
-pub fn random_u32() -> u32 {
-    spin_sdk::wit::wasi::random0_2_6::random::get_random_u64() as u32
 }
 
 /// The wall-clock time, RFC 3339 UTC to the second, for logs and `innerError.date`.

@@ -3,14 +3,30 @@
 //! call behind `Revoke-MgUserSignInSession`). The contract is `SPEC.md`.
 //!
 //! # Layout
-//! A functional core (everything but `host` and `handler` is pure and unit-tested
-//! natively) inside a thin imperative shell.
+//! A functional core inside a thin imperative shell: everything but `host` and
+//! `handler` reaches the host only through the seam (`seam::Host`) or not at all, and is
+//! unit-tested natively, the request flow against a scripted fake host with a virtual
+//! clock (`fake_host`, tests only). Modules depend one way, from the flow down to the
+//! leaves (`trace`, `error`, `outbound`, `secret`, `guid`, `seam`).
 //!
-//! - `handler`: the wasi:http edge: reads the request (body size-capped), writes the reply and the log line.
-//! - `service`: the flow of one request: route, settings, caller, input, then one user or many.
-//! - `revocation`: the Graph side of a request: the token session, single calls, `$batch` rounds.
+//! The shell:
+//! - `handler`: the wasi:http edge: the request as plain values, the reply and the log line.
+//! - `host`: the only module that touches WASI: `WasiHost` (the seam on wasi:config,
+//!   key-value, HTTP, clocks, random), plus stdout and the time for the edge.
+//!
+//! The flow (generic over `seam::Host`):
+//! - `service`: one request: route, caller settings, caller, Graph settings, body, then one user or many.
+//! - `incoming`: the request as plain values; its body read within the size cap and the time budget.
+//! - `revocation`: the Graph calls of a request: single calls and `$batch` rounds, results per user.
+//! - `session`: the request's token: cached, fresh (the credential read only then), refreshed once.
+//! - `pipeline`: sends with `Retry-Attempt`, a budget timeout and the retry policy; the time budget.
+//!
+//! The pure core:
+//! - `seam`: the `Host` trait: what the flow needs from the host.
+//! - `trace`: per-request state for the log line and the headers (`Trace`, `Correlation`).
 //! - `route`: which route a method and path name.
-//! - `settings`: Spin variables parsed and checked; what `/healthz` reports.
+//! - `settings`: Spin variables parsed and checked, in three lazily read parts; what `/healthz` reports.
+//! - `cloud`: which identity platform goes with which Graph (national clouds); a mixed pair is a problem.
 //! - `caller_auth`: the caller's API key, compared in constant time.
 //! - `caller_token`: Entra ID bearer tokens as caller credential: RS256, claims, allowed callers and role.
 //! - `jwks`: the tenant's signing keys: request, answer, cache entry and refetch limits.
@@ -23,49 +39,61 @@
 //! - `token`: the client-credentials request and what its answer means.
 //! - `graph`: the revoke and lookup requests and what Graph's answers mean.
 //! - `batch`: `$batch` bodies, 20 to a batch, and reading answers back by id.
+//! - `outcome`: what became of each of many users, and the status rule for the answer.
 //! - `outbound`: outbound requests and responses as plain values.
-//! - `pipeline`: sends with `Retry-Attempt`, a budget timeout and the retry policy; the one place that waits.
-//! - `retry`: which answers to retry, `Retry-After`, backoff with jitter, the time budget.
+//! - `retry`: which answers to retry, `Retry-After`, backoff with jitter, when to give up.
 //! - `token_cache`: the cached Graph token's key, format and freshness.
 //! - `error`: the one error enum, its status and code.
-//! - `response`: JSON replies: success, health, Graph's OData error shape.
+//! - `response`: JSON replies: success, many users, health, Graph's OData error shape.
 //! - `log`: the one JSON log line per request.
 //! - `secret`: secrets with a redacted `Debug`.
 //! - `test_keys` (tests only): RSA keys and certificates generated at test time.
-//! - `host`: the only module that touches the host (variables, key-value, HTTP, clocks, random, stdout).
+//! - `bindings`: `wasi:config` and `wasi:keyvalue` bindings generated from `wit/world.wit` (used by `host` only).
+//! - `fuzzing`: the pure entry points re-exported for the fuzz targets and property tests (not an API).
 
 mod batch;
+mod bindings;
 mod caller_auth;
-// Issue 8's core, not yet wired into the request flow (the coordinator wires it in).
+// Issue 8's core, unit-tested but not yet wired into the request flow.
 #[allow(dead_code)]
 mod caller_token;
 #[allow(dead_code)]
 mod client_assertion;
+mod cloud;
 mod error;
+#[cfg(test)]
+mod fake_host;
+#[doc(hidden)]
+pub mod fuzzing;
 mod graph;
 mod guid;
 mod handler;
 mod host;
+mod incoming;
 #[allow(dead_code)]
 mod jwks;
 mod log;
 #[allow(dead_code)]
 mod managed_identity;
 mod outbound;
+mod outcome;
 mod pipeline;
 mod request_body;
 mod response;
 mod retry;
 mod revocation;
 mod route;
+mod seam;
 mod secret;
 mod sentinel;
 #[cfg(test)]
 mod test_keys;
 mod service;
+mod session;
 mod settings;
 mod token;
 mod token_cache;
+mod trace;
 mod user_id;
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};

@@ -17,6 +17,9 @@ pub struct LogLine {
     /// `revoked`, `ok`, or the error code.
     pub outcome: &'static str,
     pub status: u16,
+    /// The authenticated caller (`apiKey:2`: the second entry of `api_keys`), never its secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     /// Validated user ids only: a rejected id is not logged.
     pub user_ids: Vec<String>,
     pub client_request_id: String,

@@ -2,7 +2,7 @@
 //!
 //! The token and Graph modules build [`OutboundRequest`]s and read
 //! [`OutboundResponse`]s without touching the host, so they are unit-tested natively;
-//! only [`crate::host`] turns these into wasi:http calls.
+//! only the `host` module turns these into wasi:http calls.
 
 use std::fmt;
 
@@ -33,7 +33,7 @@ impl OutboundRequest {
 }
 
 /// What came back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct OutboundResponse {
     pub status: u16,
     /// Header names in lower case.
@@ -46,10 +46,14 @@ impl OutboundResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
+}
 
-    /// Whole seconds from `Retry-After`, when it holds them.
-    pub fn retry_after_seconds(&self) -> Option<u64> {
-        self.header("retry-after")?.trim().parse().ok()
+/// `Debug` shows the status and the body's size only: the token endpoint's answer carries the
+/// access token in its body, and headers may carry cookies or tokens too. (`Retry-After`
+/// is read by [`crate::retry::parse_retry_after`], nowhere else.)
+impl fmt::Debug for OutboundResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [headers and body redacted; body {} bytes]", self.status, self.body.len())
     }
 }
 
@@ -75,5 +79,26 @@ pub struct TransportError {
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_body_or_a_header_value() {
+        let answer = OutboundResponse {
+            status: 200,
+            headers: vec![("set-cookie".into(), "session=cookie-secret".into())],
+            body: br#"{"token_type":"Bearer","access_token":"eyJ0eXAi.secret-token"}"#.to_vec(),
+        };
+        let text = format!("{answer:?}");
+        assert_eq!(text, format!("200 [headers and body redacted; body {} bytes]", answer.body.len()));
+        // Nested, as in a pipeline failure or a test's assertion message.
+        let nested = format!("{:?}", Some(vec![answer]));
+        assert!(!nested.contains("secret-token") && !nested.contains("cookie-secret"), "{nested}");
+        let request = OutboundRequest { method: "POST", url: "https://login/t".into(), headers: vec![("authorization", "Bearer tok".into())], body: b"client_secret=s".to_vec() };
+        assert_eq!(format!("{request:?}"), "POST https://login/t [headers and body redacted]");
     }
 }

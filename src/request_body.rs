@@ -4,10 +4,13 @@
 //! because a typo (`userid`, `whatif`) must never silently do something else, and
 //! least of all revoke when a dry run was meant.
 
+use std::collections::BTreeSet;
+
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::sentinel::{read_entity, Entity};
+use crate::sentinel::{read_entity, Entity, Source};
+use crate::user_id::UserId;
 
 /// Largest body accepted (SPEC.md): far above any real request, small enough that
 /// reading it costs nothing.
@@ -44,8 +47,41 @@ pub struct RevokeRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Users {
     One(String),
-    /// Each id with where it came from (`userIds[2]`, `entities[0]`), for error messages.
-    Many { ids: Vec<(String, String)>, skipped: Vec<Skipped> },
+    /// Each id with where it came from (`userIds[2]`, `entities[0]`), for error messages;
+    /// which of them were derived rather than given.
+    Many { ids: Vec<(String, String)>, skipped: Vec<Skipped>, derived: Derived },
+}
+
+/// The users whose id was not given but derived, and how (`name@upnSuffix` from a
+/// Sentinel Account entity without an object id; see [`crate::sentinel`]).
+///
+/// Keyed by the validated id, so it survives the dropping of duplicates: a user named
+/// twice counts as derived if either naming was derived (one warning too many beats
+/// one too few when the guess may be another person). `name@upnSuffix` is the only
+/// derivation there is, so a set of ids says it all (and shares its code with the
+/// duplicate check's set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Derived(BTreeSet<String>);
+
+impl Derived {
+    /// Notes that `raw` came from `source`, if that is a derivation. An id that does not
+    /// parse is left out: the request is refused for it anyway, before any outbound call.
+    fn note(&mut self, raw: &str, source: Source) {
+        if source != Source::NameAtUpnSuffix {
+            return;
+        }
+        if let Ok(user) = UserId::parse(raw) {
+            self.0.insert(user.to_string());
+        }
+    }
+
+    /// How `user`'s id was derived, if it was (the answer's `derivedFrom` and warning).
+    pub fn of(&self, user: &UserId) -> Option<Source> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0.contains(&user.to_string()).then_some(Source::NameAtUpnSuffix)
+    }
 }
 
 /// An entity that names no user to revoke.
@@ -126,7 +162,7 @@ pub fn parse_revoke_body(body: &[u8]) -> Result<RevokeRequest, Error> {
             return Err(Error::InvalidRequest("userIds is empty; name at least one user.".into()));
         }
         let ids = ids.into_iter().enumerate().map(|(i, id)| (format!("userIds[{i}]"), id)).collect();
-        Users::Many { ids, skipped: Vec::new() }
+        Users::Many { ids, skipped: Vec::new(), derived: Derived::default() }
     } else if let Some(entities) = parsed.entities {
         read_entities(&entities)?
     } else {
@@ -150,9 +186,13 @@ pub fn parse_revoke_body(body: &[u8]) -> Result<RevokeRequest, Error> {
 fn read_entities(entities: &[serde_json::Value]) -> Result<Users, Error> {
     let mut ids = Vec::new();
     let mut skipped = Vec::new();
+    let mut derived = Derived::default();
     for (index, entity) in entities.iter().enumerate() {
         match read_entity(entity) {
-            Entity::Account(id) => ids.push((format!("entities[{index}]"), id)),
+            Entity::Account { id, source } => {
+                derived.note(&id, source);
+                ids.push((format!("entities[{index}]"), id));
+            }
             Entity::Skipped { kind, reason } => skipped.push(Skipped { index, kind, reason }),
         }
     }
@@ -162,11 +202,20 @@ fn read_entities(entities: &[serde_json::Value]) -> Result<Users, Error> {
             entities.len()
         )));
     }
-    Ok(Users::Many { ids, skipped })
+    Ok(Users::Many { ids, skipped, derived })
 }
 
 /// Checks the optional body of the Graph-shaped route: nothing, or `{}`.
-pub fn check_graph_shaped_body(body: &[u8]) -> Result<(), Error> {
+///
+/// Its own content-type rule: with no body at all the `Content-Type` is not looked at,
+/// because `curl -X POST -d ''` (and many HTTP clients) send
+/// `application/x-www-form-urlencoded` with an empty body. A body that is there must be
+/// JSON, as on `POST /revoke`.
+pub fn check_graph_shaped_body(content_type: Option<&str>, body: &[u8]) -> Result<(), Error> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    check_content_type(content_type, body)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
@@ -242,7 +291,11 @@ mod tests {
         assert!(request.what_if);
         assert_eq!(
             request.users,
-            Users::Many { ids: vec![("userIds[0]".into(), "a@b.com".into()), ("userIds[1]".into(), "c@d.com".into())], skipped: vec![] }
+            Users::Many {
+                ids: vec![("userIds[0]".into(), "a@b.com".into()), ("userIds[1]".into(), "c@d.com".into())],
+                skipped: vec![],
+                derived: Derived::default()
+            }
         );
         assert!(message(parse_revoke_body(br#"{"userIds": []}"#)).contains("empty"));
         assert!(message(parse_revoke_body(br#"{"userId": "a@b.com", "userIds": ["c@d.com"]}"#)).contains("one of"));
@@ -251,7 +304,7 @@ mod tests {
     #[test]
     fn entities_skip_what_is_not_an_account() {
         let body = br#"{"entities": [{"kind": "Host", "properties": {}}, {"kind": "Account", "properties": {"accountName": "a", "upnSuffix": "b.com"}}]}"#;
-        let Users::Many { ids, skipped } = parse_revoke_body(body).unwrap().users else { panic!() };
+        let Users::Many { ids, skipped, .. } = parse_revoke_body(body).unwrap().users else { panic!() };
         assert_eq!(ids, vec![("entities[1]".into(), "a@b.com".into())]);
         assert_eq!(skipped, vec![Skipped { index: 0, kind: "Host".into(), reason: "not an Account entity".into() }]);
         assert!(message(parse_revoke_body(br#"{"entities": [{"kind": "Ip", "properties": {}}]}"#)).contains("no Account"));
@@ -268,9 +321,49 @@ mod tests {
 
     #[test]
     fn the_graph_shaped_body_is_empty_or_an_empty_object() {
-        assert!(check_graph_shaped_body(b"").is_ok());
-        assert!(check_graph_shaped_body(b" {} ").is_ok());
-        assert!(message(check_graph_shaped_body(br#"{"userId": "x"}"#)).contains("unknown field `userId`"));
-        assert!(check_graph_shaped_body(b"nope").is_err());
+        let json = Some("application/json");
+        assert!(check_graph_shaped_body(None, b"").is_ok());
+        assert!(check_graph_shaped_body(json, b"").is_ok());
+        assert!(check_graph_shaped_body(json, b" {} ").is_ok());
+        assert!(message(check_graph_shaped_body(json, br#"{"userId": "x"}"#)).contains("unknown field `userId`"));
+        assert!(check_graph_shaped_body(json, b"nope").is_err());
+    }
+
+    #[test]
+    fn an_empty_graph_shaped_body_may_have_any_content_type() {
+        // `curl -X POST -d ''` sends this content type with nothing after it.
+        let form = Some("application/x-www-form-urlencoded");
+        assert!(check_graph_shaped_body(form, b"").is_ok());
+        assert!(check_graph_shaped_body(Some("text/plain"), b"").is_ok());
+        // A body that is there must still be JSON, and say so.
+        assert!(matches!(check_graph_shaped_body(form, b"a=b"), Err(Error::UnsupportedMediaType(_))));
+        assert!(matches!(check_graph_shaped_body(form, b"{}"), Err(Error::UnsupportedMediaType(_))));
+        assert!(matches!(check_graph_shaped_body(None, b"{}"), Err(Error::UnsupportedMediaType(_))));
+        // POST /revoke keeps its rule: a form content type is refused even when empty.
+        assert!(matches!(check_content_type(form, b""), Err(Error::UnsupportedMediaType(_))));
+    }
+
+    #[test]
+    fn entities_named_by_name_at_upn_suffix_are_marked_derived() {
+        let body = br#"{"entities": [
+            {"Type": "account", "Name": "adele", "NTDomain": "CONTOSO", "UPNSuffix": "contoso.com"},
+            {"kind": "Account", "properties": {"aadUserId": "6F4A9B2C-1D3E-4F50-8A6B-7C8D9E0F1A2B", "accountName": "bob", "upnSuffix": "contoso.com"}},
+            {"AadUserId": "carol@contoso.com"},
+            {"Name": " bad user ", "UPNSuffix": "contoso.com"}
+        ]}"#;
+        let Users::Many { ids, derived, .. } = parse_revoke_body(body).unwrap().users else { panic!() };
+        assert_eq!(ids.len(), 4);
+        let user = |raw: &str| UserId::parse(raw).unwrap();
+        assert_eq!(derived.of(&user("adele@contoso.com")), Some(Source::NameAtUpnSuffix));
+        assert_eq!(derived.of(&user("6f4a9b2c-1d3e-4f50-8a6b-7c8d9e0f1a2b")), None);
+        assert_eq!(derived.of(&user("carol@contoso.com")), None);
+        assert_eq!(derived.of(&user("bob@contoso.com")), None);
+        // Named twice, once derived: derived (the warning is kept).
+        let twice = br#"{"entities": [{"AadUserId": "dave@contoso.com"}, {"Name": "dave", "UPNSuffix": "contoso.com"}]}"#;
+        let Users::Many { derived, .. } = parse_revoke_body(twice).unwrap().users else { panic!() };
+        assert_eq!(derived.of(&user("dave@contoso.com")), Some(Source::NameAtUpnSuffix));
+        // userIds are given, never derived.
+        let Users::Many { derived, .. } = parse_revoke_body(br#"{"userIds": ["adele@contoso.com"]}"#).unwrap().users else { panic!() };
+        assert_eq!(derived, Derived::default());
     }
 }

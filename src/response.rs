@@ -8,9 +8,11 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::graph::FoundUser;
-use crate::request_body::Skipped;
-use crate::revocation::{Done, ItemResult};
+use crate::outcome::{Done, ItemResult, Verdict};
+use crate::request_body::{Derived, Skipped};
+use crate::sentinel::Source;
 use crate::settings::Problems;
+use crate::trace::Correlation;
 use crate::user_id::UserId;
 
 /// A finished answer, ready to write.
@@ -19,15 +21,6 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-}
-
-/// The ids that tie a request to Graph's logs.
-#[derive(Debug, Clone, Default)]
-pub struct Correlation {
-    /// The caller's `client-request-id` if it was a GUID, else a fresh one; also sent to Graph.
-    pub client_request_id: String,
-    /// Graph's `request-id`, once Graph has answered.
-    pub graph_request_id: Option<String>,
 }
 
 impl Reply {
@@ -58,14 +51,21 @@ pub fn dry_run(user: &FoundUser, correlation: &Correlation) -> Reply {
     Reply::json(200, json!({ "value": false, "whatIf": true, "user": user }), correlation)
 }
 
-/// Many users: `200` when every one succeeded (revoked, or found by a dry run), else
-/// `207`; one result per user in input order, and the entities that were skipped.
-pub fn many(users: &[UserId], results: &[ItemResult], skipped: &[Skipped], what_if: bool, correlation: &Correlation) -> Reply {
-    let all_done = results.iter().all(|r| match &r.outcome {
-        Ok(Done::Revoked(value)) => *value,
-        Ok(Done::Found(_)) => true,
-        Err(_) => false,
-    });
+/// Many users: the status the [`Verdict`] gives (200, 207, or 429/503/504 with
+/// `Retry-After` when nobody succeeded and every failure is temporary); one result per
+/// user in input order, and the entities that were skipped. A user whose id was
+/// `derived` (Sentinel's `name@upnSuffix`) says so in its result, whatever the outcome:
+/// `derivedFrom` and a warning.
+pub fn many(
+    users: &[UserId],
+    derived: &Derived,
+    results: &[ItemResult],
+    verdict: &Verdict,
+    skipped: &[Skipped],
+    what_if: bool,
+    correlation: &Correlation,
+) -> Reply {
+    let all_done = *verdict == Verdict::AllDone;
     let items: Vec<serde_json::Value> = users
         .iter()
         .zip(results)
@@ -87,6 +87,9 @@ pub fn many(users: &[UserId], results: &[ItemResult], skipped: &[Skipped], what_
                     item["error"] = json!({ "code": error.code(), "message": error.to_string() });
                 }
             }
+            if let Some(source) = derived.of(user) {
+                mark_derived(&mut item, user, source);
+            }
             item
         })
         .collect();
@@ -101,7 +104,29 @@ pub fn many(users: &[UserId], results: &[ItemResult], skipped: &[Skipped], what_
             .collect();
         body["skipped"] = json!(skipped);
     }
-    Reply::json(if all_done { 200 } else { 207 }, body, correlation)
+    match verdict {
+        Verdict::AllDone => Reply::json(200, body, correlation),
+        Verdict::Partial => Reply::json(207, body, correlation),
+        Verdict::Retry { status, retry_after, .. } => {
+            let mut reply = Reply::json(*status, body, correlation);
+            reply.headers.push(("retry-after".to_string(), retry_after.to_string()));
+            reply
+        }
+    }
+}
+
+/// Marks a result whose user id was derived: `derivedFrom` and a warning of its own,
+/// after any other (the result's `warnings` is per user, as for guests; there is no
+/// top-level list, so each warning stays next to the user it concerns).
+fn mark_derived(item: &mut serde_json::Value, user: &UserId, source: Source) {
+    let (Some(how), Some(warning)) = (source.derived_from(), source.warning(&user.to_string())) else {
+        return;
+    };
+    item["derivedFrom"] = json!(how);
+    match item["warnings"].as_array_mut() {
+        Some(warnings) => warnings.push(json!(warning)),
+        None => item["warnings"] = json!([warning]),
+    }
 }
 
 /// `200 {"status":"ok"}`, or `503 {"status":"misconfigured","missing":[...]}` naming, never showing, what is wrong.
@@ -178,11 +203,76 @@ mod tests {
     }
 
     #[test]
+    fn a_derived_user_says_so_in_its_result_whatever_the_outcome() {
+        let body_of = br#"{"entities": [
+            {"Type": "account", "Name": "adele", "NTDomain": "CONTOSO", "UPNSuffix": "contoso.com"},
+            {"Type": "account", "Name": "guest_fabrikam.com#EXT#", "UPNSuffix": "contoso.onmicrosoft.com"},
+            {"AadUserId": "6f4a9b2c-1d3e-4f50-8a6b-7c8d9e0f1a2b"},
+            {"Name": "ghost", "UPNSuffix": "contoso.com"}
+        ]}"#;
+        let crate::request_body::Users::Many { ids, derived, .. } = crate::request_body::parse_revoke_body(body_of).unwrap().users else {
+            panic!()
+        };
+        let users: Vec<UserId> = ids.iter().map(|(_, raw)| UserId::parse(raw).unwrap()).collect();
+        let revoked = |value| ItemResult { status: 200, outcome: Ok(Done::Revoked(value)) };
+        let missing = ItemResult { status: 404, outcome: Err(Error::UserNotFound { user: "ghost@contoso.com".into() }) };
+        let results = [revoked(true), revoked(true), revoked(true), missing];
+        let b = body(&many(&users, &derived, &results, &crate::outcome::verdict(&results), &[], false, &correlation()));
+        let items = b["results"].as_array().unwrap();
+        assert_eq!(items[0]["derivedFrom"], "name@upnSuffix");
+        assert_eq!(items[0]["warnings"].as_array().unwrap().len(), 1);
+        assert!(items[0]["warnings"][0].as_str().unwrap().contains("adele@contoso.com was derived as name@upnSuffix"));
+        // A derived guest gets both warnings, the guest one first.
+        assert_eq!(items[1]["derivedFrom"], "name@upnSuffix");
+        let warnings = items[1]["warnings"].as_array().unwrap();
+        assert!(warnings[0].as_str().unwrap().contains("guest") && warnings[1].as_str().unwrap().contains("derived"), "{warnings:?}");
+        // Given by object id: nothing added.
+        assert!(items[2].get("derivedFrom").is_none() && items[2].get("warnings").is_none(), "{}", items[2]);
+        // A failure keeps the mark: the guess may be why no user was found.
+        assert_eq!(items[3]["derivedFrom"], "name@upnSuffix");
+        assert!(items[3]["warnings"][0].as_str().unwrap().contains("ghost@contoso.com"));
+        assert_eq!(items[3]["error"]["code"], "userNotFound");
+
+        // A dry run shows which user the guess resolves to, next to the mark.
+        let found = FoundUser { id: "00000000-0000-4000-8000-000000000001".into(), user_principal_name: "adele@contoso.com".into() };
+        let dry = [ItemResult { status: 200, outcome: Ok(Done::Found(found)) }];
+        let b = body(&many(&users[..1], &derived, &dry, &crate::outcome::verdict(&dry), &[], true, &correlation()));
+        let item = &b["results"][0];
+        assert_eq!(item["derivedFrom"], "name@upnSuffix");
+        assert_eq!(item["user"], json!({"id": "00000000-0000-4000-8000-000000000001", "userPrincipalName": "adele@contoso.com"}));
+        assert!(item["warnings"][0].as_str().unwrap().contains("whatIf"));
+    }
+
+    #[test]
     fn health_names_missing_and_invalid_variables() {
         let problems = Problems { missing: vec!["client_secret"], invalid: vec![("max_users", "rule".into())] };
         let reply = health(Some(&problems), &correlation());
         assert_eq!(reply.status, 503);
         assert_eq!(body(&reply), json!({"status": "misconfigured", "missing": ["client_secret"], "invalid": ["max_users"]}));
         assert_eq!(health(None, &correlation()).status, 200);
+    }
+
+    #[test]
+    fn many_users_answer_with_the_verdicts_status_and_the_same_body() {
+        let users = vec![UserId::parse("a@contoso.com").unwrap(), UserId::parse("b@contoso.com").unwrap()];
+        let throttled = Error::Throttled { retry_after: Some(30) };
+        let results = vec![
+            ItemResult { status: 429, outcome: Err(throttled.clone()) },
+            ItemResult { status: 429, outcome: Err(throttled) },
+        ];
+        let verdict = Verdict::Retry { status: 429, code: "throttled", retry_after: 30 };
+        let reply = many(&users, &Derived::default(), &results, &verdict, &[], false, &correlation());
+        assert_eq!(reply.status, 429);
+        assert_eq!(header(&reply, "retry-after"), Some("30"));
+        let b = body(&reply);
+        assert_eq!(b["value"], false);
+        assert_eq!(b["results"][1]["error"]["code"], "throttled");
+        assert_eq!(b["results"][0]["status"], 429);
+
+        let partial = many(&users, &Derived::default(), &results, &Verdict::Partial, &[], false, &correlation());
+        assert_eq!((partial.status, header(&partial, "retry-after")), (207, None));
+        let done = vec![ItemResult { status: 200, outcome: Ok(Done::Revoked(true)) }; 2];
+        let all = many(&users, &Derived::default(), &done, &Verdict::AllDone, &[], false, &correlation());
+        assert_eq!((all.status, body(&all)["value"].clone()), (200, json!(true)));
     }
 }

@@ -23,18 +23,24 @@ pub fn is_retryable_status(status: u16) -> bool {
 }
 
 /// `Retry-After` as whole seconds (`7`), fractional seconds (`2.128`, which Graph sends)
-/// or an HTTP-date, relative to `now`. A date in the past means no wait.
+/// or an HTTP-date, relative to `now`. A date in the past means no wait. Every form is
+/// capped at [`MAX_RETRY_AFTER`]. The one reader of `Retry-After` in the component:
+/// single calls, `$batch` items and their provisional errors all come through here.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if value.starts_with(|c: char| c.is_ascii_digit()) {
-        return parse_seconds(value).map(|d| d.min(MAX_RETRY_AFTER));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let wait = if value.starts_with(|c: char| c.is_ascii_digit()) {
+        parse_seconds(value)?
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// Longest `Retry-After` taken at its word: a day.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+/// Longest `Retry-After` taken at its word, in any form: a day. Graph asks for seconds
+/// to minutes; anything longer is a broken or hostile answer, and the wait is passed on
+/// to the caller's retry policy, which should not be told to come back in 8,000 years.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// `7` or `2.128`: digits, optionally a point and more digits. Integer arithmetic
 /// (no float parsing, which would add kilobytes to the component).
@@ -101,9 +107,27 @@ mod tests {
         assert_eq!(parse_retry_after("99999999999", now()), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("Wed, 25 Nov 2026 10:00:05 GMT", now()), Some(Duration::from_secs(5)));
         assert_eq!(parse_retry_after("Wed, 25 Nov 2026 09:59:00 GMT", now()), Some(Duration::ZERO));
+        // Obsolete date formats httpdate reads (RFC 850, asctime) count as dates too.
+        assert_eq!(parse_retry_after("Wednesday, 25-Nov-26 10:00:09 GMT", now()), Some(Duration::from_secs(9)));
         for bad in ["", "soon", "-1", "NaN", "inf", "1.2.3", "1e3", ".5", "5 s"] {
             assert_eq!(parse_retry_after(bad, now()), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn every_form_is_capped_at_the_same_maximum() {
+        for far in [
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "Thu, 26 Nov 2026 10:00:01 GMT",
+            "86401",
+            "86400.5",
+            "99999999999999999999999999",
+            "999999.999999999999",
+        ] {
+            assert_eq!(parse_retry_after(far, now()), Some(MAX_RETRY_AFTER), "{far}");
+        }
+        assert_eq!(parse_retry_after("Thu, 26 Nov 2026 09:59:59 GMT", now()), Some(MAX_RETRY_AFTER - Duration::from_secs(1)));
+        assert_eq!(whole_seconds(MAX_RETRY_AFTER), 86_400);
     }
 
     #[test]

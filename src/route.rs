@@ -33,29 +33,32 @@ impl Route {
     }
 }
 
-/// Routes `method` and `path` (without the query).
+/// Routes `method` and `path` (without the query). The path's shape decides the route,
+/// then the method (405), and only then is the Graph-shaped path's id decoded (400): a
+/// wrong method is reported as such whatever the id looks like.
 pub fn route(method: &str, path: &str) -> Result<Route, Error> {
-    let only = |allowed: &'static str, route: Route| {
+    let only = |allowed: &'static str| {
         if method == allowed {
-            Ok(route)
+            Ok(())
         } else {
             Err(Error::MethodNotAllowed { allow: allowed })
         }
     };
     match path {
-        "/revoke" => only("POST", Route::Revoke),
-        "/healthz" => only("GET", Route::Health),
-        "/openapi.json" => only("GET", Route::OpenApi),
+        "/revoke" => only("POST").map(|()| Route::Revoke),
+        "/healthz" => only("GET").map(|()| Route::Health),
+        "/openapi.json" => only("GET").map(|()| Route::OpenApi),
         _ => {
             let segment = path
                 .strip_prefix("/users/")
                 .and_then(|rest| rest.strip_suffix("/revokeSignInSessions"))
                 .filter(|segment| !segment.is_empty() && !segment.contains('/'))
                 .ok_or(Error::NotFound)?;
+            only("POST")?;
             let decoded = percent_decode_str(segment).decode_utf8().map_err(|_| {
                 Error::InvalidUserId("the user id in the path is not valid UTF-8 once percent-decoded".into())
             })?;
-            only("POST", Route::GraphShaped { raw_user_id: decoded.into_owned() })
+            Ok(Route::GraphShaped { raw_user_id: decoded.into_owned() })
         }
     }
 }
@@ -100,6 +103,19 @@ mod tests {
             route("DELETE", "/users/x/revokeSignInSessions"),
             Err(Error::MethodNotAllowed { allow: "POST" })
         );
+    }
+
+    #[test]
+    fn the_method_is_checked_before_the_id_is_decoded() {
+        for method in ["GET", "PUT", "DELETE"] {
+            assert_eq!(
+                route(method, "/users/%FF/revokeSignInSessions"),
+                Err(Error::MethodNotAllowed { allow: "POST" }),
+                "{method}"
+            );
+        }
+        // A path that names no route stays 404 whatever the method.
+        assert_eq!(route("GET", "/users/%FF/revokeSignInSessions/x"), Err(Error::NotFound));
     }
 
     #[test]

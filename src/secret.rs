@@ -1,12 +1,15 @@
 //! Secrets (the client secret, access tokens, API keys) as a type that cannot leak by accident.
 //!
 //! `Debug` prints `[redacted]`, there is no `Display`, and the value comes out only
-//! through [`Secret::expose`], so every place a secret is used is easy to find.
+//! through [`Secret::expose`], so every place a secret is used is easy to find. There is
+//! no `PartialEq`: `==` on secrets would compare byte by byte and stop at the first
+//! difference, telling a guesser by its timing how much was right. A secret is compared
+//! only in constant time (`subtle`, as [`crate::caller_auth`] does with API keys).
 
 use std::fmt;
 
 /// A secret string.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
@@ -15,7 +18,7 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// The value, for the one place that must send or compare it.
+    /// The value, for the one place that must send it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -37,5 +40,19 @@ mod tests {
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(format!("{:?}", vec![s.clone()]), "[[redacted]]");
         assert_eq!(s.expose(), "hunter2-very-secret");
+    }
+
+    /// `Secret` must not implement `PartialEq` (so no `==`, and no `Eq` either). Checked at
+    /// compile time: if it did, the call below would match both impls and not compile.
+    #[test]
+    fn secrets_have_no_equality_operator() {
+        trait NoEquality<Marker> {
+            fn check() {}
+        }
+        struct WithoutEq;
+        struct WithEq;
+        impl<T: ?Sized> NoEquality<WithoutEq> for T {}
+        impl<T: ?Sized + PartialEq> NoEquality<WithEq> for T {}
+        <Secret as NoEquality<_>>::check();
     }
 }

@@ -4,23 +4,27 @@
 //! (`{login}/{tenant}/oauth2/v2.0/token`, scope `{graph}/.default`). The secret is
 //! form-encoded, so characters such as `+`, `&` or `=` in it reach the platform
 //! intact. A refusal becomes a 502 `tokenRequestFailed` whose message names the
-//! AADSTS code and the setting to check, never the platform's raw text.
+//! AADSTS code and the setting to check, never the platform's raw text; temporary
+//! trouble (5xx, 429, `temporarily_unavailable`, unreachable) becomes a 503
+//! `identityPlatformUnavailable` with `Retry-After`, never a refusal.
 
 use serde::Deserialize;
 
 use crate::error::Error;
 use crate::outbound::{OutboundRequest, OutboundResponse};
 use crate::pipeline::{Failure, RetryPolicy};
+use crate::retry::whole_seconds;
 use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::settings::{Credential, GraphSettings};
 
-/// The token endpoint gets one retry, on a 5xx or `temporarily_unavailable`; a
+/// The token endpoint gets one retry, on a 5xx, a 429 or `temporarily_unavailable`; a
 /// credential error is never retried (it cannot fix itself, and retrying a wrong
 /// secret only adds sign-in failures to the tenant's logs).
 pub const RETRY_POLICY: RetryPolicy = RetryPolicy { max_retries: 1, retryable: is_temporary };
 
 fn is_temporary(answer: &OutboundResponse) -> bool {
     answer.status >= 500
+        || answer.status == 429
         || serde_json::from_slice::<TokenAnswer>(&answer.body)
             .is_ok_and(|a| a.error.as_deref() == Some("temporarily_unavailable"))
 }
@@ -47,16 +51,16 @@ const AADSTS_FIXES: &[(u32, &str)] = &[
     (7000218, "the request carried no client credential: set client_secret"),
 ];
 
-/// The token request for these settings.
-pub fn token_request(settings: &Settings, client_request_id: &str) -> OutboundRequest {
+/// The token request for these settings and this credential.
+pub fn token_request(settings: &GraphSettings, credential: &Credential, client_request_id: &str) -> OutboundRequest {
     let scope = format!("{}/.default", settings.graph_base_url);
     let client_id = settings.client_id.to_string();
-    let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("client_id", &client_id)
-        .append_pair("scope", &scope)
-        .append_pair("client_secret", settings.client_secret.expose())
-        .append_pair("grant_type", "client_credentials")
-        .finish();
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("client_id", &client_id).append_pair("scope", &scope);
+    match credential {
+        Credential::ClientSecret(secret) => form.append_pair("client_secret", secret.expose()),
+    };
+    let body = form.append_pair("grant_type", "client_credentials").finish();
     OutboundRequest {
         method: "POST",
         url: format!("{}/{}/oauth2/v2.0/token", settings.login_base_url, settings.tenant),
@@ -104,13 +108,19 @@ pub fn read_token_response(response: &OutboundResponse) -> Result<AccessToken, E
     }
 }
 
-/// What the caller gets when the pipeline gave up on the token endpoint.
+/// What the caller gets when the pipeline gave up on the token endpoint: temporary
+/// trouble is a 503 with the wait; a host that refuses the call by policy, or cannot
+/// find the endpoint, is a 502 pointing at `login_base_url`.
 pub fn gave_up(failure: Failure, budget_ms: u64) -> Error {
     match failure {
-        Failure::Exhausted { last, .. } => Error::TokenRequestFailed(format!(
-            "The identity platform is temporarily unavailable (it answered {}); retry later.",
-            last.status
-        )),
+        Failure::Exhausted { last, retry_after } => Error::IdentityPlatformUnavailable {
+            detail: format!("it answered {}", last.status),
+            retry_after: Some(whole_seconds(retry_after)),
+        },
+        Failure::Unreachable { error, retry_after } if error.temporary => Error::IdentityPlatformUnavailable {
+            detail: format!("could not reach it: {error}"),
+            retry_after: Some(whole_seconds(retry_after)),
+        },
         Failure::Unreachable { error, .. } => Error::TokenRequestFailed(format!(
             "Could not reach the identity platform ({error}); check login_base_url and the network."
         )),
@@ -139,8 +149,12 @@ fn refusal(status: u16, answer: &TokenAnswer) -> Error {
 mod tests {
     use super::*;
 
-    fn settings() -> Settings {
+    fn settings() -> GraphSettings {
         crate::settings::example()
+    }
+
+    fn credential() -> Credential {
+        crate::settings::example_credential()
     }
 
     fn answer(status: u16, body: &str) -> OutboundResponse {
@@ -149,7 +163,7 @@ mod tests {
 
     #[test]
     fn the_request_is_form_encoded_client_credentials() {
-        let request = token_request(&settings(), "cid");
+        let request = token_request(&settings(), &credential(), "cid");
         assert_eq!(request.url, "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token");
         assert_eq!(request.header("content-type"), Some("application/x-www-form-urlencoded"));
         assert_eq!(request.header("client-request-id"), Some("cid"));
@@ -163,7 +177,7 @@ mod tests {
 
     #[test]
     fn debug_of_the_request_hides_the_secret() {
-        assert!(!format!("{:?}", token_request(&settings(), "cid")).contains("a+b"));
+        assert!(!format!("{:?}", token_request(&settings(), &credential(), "cid")).contains("a+b"));
     }
 
     #[test]
@@ -201,6 +215,7 @@ mod tests {
     #[test]
     fn only_temporary_failures_are_retried() {
         assert!(is_temporary(&answer(503, "")));
+        assert!(is_temporary(&answer(429, r#"{"error":"invalid_request","error_codes":[50196]}"#)));
         assert!(is_temporary(&answer(400, r#"{"error":"temporarily_unavailable"}"#)));
         assert!(!is_temporary(&answer(401, r#"{"error":"invalid_client","error_codes":[7000215]}"#)));
         assert!(!is_temporary(&answer(200, r#"{"access_token":"t"}"#)));
@@ -213,5 +228,23 @@ mod tests {
             assert_eq!(error.code(), "tokenRequestFailed");
             assert!(error.to_string().contains("login_base_url"));
         }
+    }
+
+    #[test]
+    fn temporary_trouble_is_503_with_the_wait_and_never_a_refusal() {
+        use crate::outbound::TransportError;
+        use std::time::Duration;
+        let throttled = answer(429, r#"{"error":"invalid_client","error_codes":[7000215]}"#);
+        let error = gave_up(Failure::Exhausted { last: throttled, retry_after: Duration::from_millis(1500) }, 1000);
+        assert_eq!((error.status(), error.code(), error.retry_after()), (503, "identityPlatformUnavailable", Some(2)));
+        assert!(!error.to_string().contains("refused"), "{error}");
+        let refused = TransportError { code: "ConnectionRefused".into(), temporary: true };
+        let error = gave_up(Failure::Unreachable { error: refused, retry_after: Duration::from_secs(1) }, 1000);
+        assert_eq!((error.code(), error.retry_after()), ("identityPlatformUnavailable", Some(1)));
+        let denied = TransportError { code: "HttpRequestDenied".into(), temporary: false };
+        let error = gave_up(Failure::Unreachable { error: denied, retry_after: Duration::ZERO }, 1000);
+        assert_eq!(error.code(), "tokenRequestFailed");
+        assert!(error.to_string().contains("login_base_url"));
+        assert_eq!(gave_up(Failure::TimedOut, 1000).code(), "upstreamTimeout");
     }
 }

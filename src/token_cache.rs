@@ -1,7 +1,7 @@
 //! The Graph token cache: what is stored, under which key, and when it is still good.
 //!
-//! Pure: [`crate::host`] reads and writes the bytes in the Spin key-value store
-//! `default`. One token serves every instance for up to an hour, so a warm request
+//! Pure: the token session (`session`) reads and writes the bytes in the Spin
+//! key-value store `default`. One token serves every instance for up to an hour, so a warm request
 //! makes exactly one outbound call (the revoke). An entry is renewed
 //! [`RENEW_BEFORE`] ahead of its expiry, so a token never expires mid-request; an
 //! entry that does not parse (corrupt, foreign, an older format) is ignored and
@@ -12,10 +12,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::settings::GraphSettings;
 
 /// Renew this long before the platform's `expires_in` runs out (SPEC.md).
 pub const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+/// Longest a token is kept, whatever `expires_in` says: a day. Entra ID access tokens
+/// live 60 to 90 minutes (a day at most with a configured lifetime policy); a longer
+/// claim is a broken or hostile answer, and must not pin a token in the cache, let
+/// alone overflow the expiry time.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Bumped when the stored shape changes, so an old entry is ignored rather than misread.
 const FORMAT: u32 = 1;
 
@@ -31,18 +36,20 @@ struct Entry {
 
 /// The key of the token for these settings: one per login host, tenant, client and scope,
 /// so national clouds, tenants and app registrations never share a token.
-pub fn key(settings: &Settings) -> String {
+pub fn key(settings: &GraphSettings) -> String {
     format!(
         "graph-revoke/token/v{FORMAT}/{}/{}/{}/{}/.default",
         settings.login_base_url, settings.tenant, settings.client_id, settings.graph_base_url
     )
 }
 
-/// The entry to store for a token that expires `expires_in` seconds after `now_unix`,
-/// or `None` when it would be stale at once (shorter-lived than [`RENEW_BEFORE`]).
+/// The entry to store for a token that expires `expires_in` seconds after `now_unix`
+/// (at most [`MAX_LIFETIME`]), or `None` when it would be stale at once (shorter-lived
+/// than [`RENEW_BEFORE`]).
 pub fn encode(token: &Secret, expires_in: u64, now_unix: u64) -> Option<Vec<u8>> {
     (expires_in > RENEW_BEFORE.as_secs()).then(|| {
-        let entry = Entry { format: FORMAT, access_token: token.expose().to_string(), expires_at: now_unix + expires_in };
+        let expires_at = now_unix.saturating_add(expires_in.min(MAX_LIFETIME.as_secs()));
+        let entry = Entry { format: FORMAT, access_token: token.expose().to_string(), expires_at };
         serde_json::to_vec(&entry).expect("serialising a plain struct")
     })
 }
@@ -52,7 +59,7 @@ pub fn decode(bytes: &[u8], now_unix: u64) -> Option<Secret> {
     let entry: Entry = serde_json::from_slice(bytes).ok()?;
     let fresh = entry.format == FORMAT
         && !entry.access_token.is_empty()
-        && now_unix + RENEW_BEFORE.as_secs() < entry.expires_at;
+        && now_unix.saturating_add(RENEW_BEFORE.as_secs()) < entry.expires_at;
     fresh.then(|| Secret::new(entry.access_token))
 }
 
@@ -78,6 +85,20 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_expires_in_is_capped_at_a_day_and_never_overflows() {
+        for expires_in in [u64::MAX, u64::MAX - NOW + 1, 10 * 365 * 86_400] {
+            let bytes = encode(&Secret::new("tok"), expires_in, NOW).unwrap();
+            let entry: Entry = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(entry.expires_at, NOW + MAX_LIFETIME.as_secs(), "{expires_in}");
+            assert!(decode(&bytes, NOW + MAX_LIFETIME.as_secs() - 301).is_some());
+            assert!(decode(&bytes, NOW + MAX_LIFETIME.as_secs() - 300).is_none());
+        }
+        // Clocks at the end of time do not panic either.
+        assert!(encode(&Secret::new("tok"), 3599, u64::MAX).is_some());
+        assert!(decode(&encode(&Secret::new("tok"), 3599, u64::MAX).unwrap(), u64::MAX).is_none());
+    }
+
+    #[test]
     fn corrupt_and_foreign_entries_are_ignored() {
         for bytes in [
             &b""[..],
@@ -99,6 +120,5 @@ mod tests {
         other.graph_base_url = "https://graph.microsoft.us".into();
         assert_ne!(key(&settings), key(&other));
         assert!(key(&settings).contains(&settings.tenant));
-        assert!(!key(&settings).contains(settings.client_secret.expose()));
     }
 }

@@ -17,6 +17,8 @@ const MAX_DOMAIN_LEN: usize = 48;
 /// Longest whole UPN.
 const MAX_UPN_LEN: usize = 113;
 /// Marks a guest (B2B) account's UPN: `alice_contoso.com#EXT#@fabrikam.onmicrosoft.com`.
+/// Matched in any case: Entra ID compares UPNs case-insensitively, so `#ext#` names
+/// the same guest.
 const GUEST_MARKER: &str = "#EXT#";
 
 /// A validated user: an object id or a userPrincipalName.
@@ -97,7 +99,7 @@ impl UserId {
     /// A warning the caller should read alongside a success, if any.
     pub fn warning(&self) -> Option<String> {
         match self {
-            UserId::Upn(upn) if upn.contains(GUEST_MARKER) => Some(format!(
+            UserId::Upn(upn) if upn.to_ascii_uppercase().contains(GUEST_MARKER) => Some(format!(
                 "{upn} is a guest (#EXT#) account: Graph revokes its sessions in this tenant only; \
                  its home tenant's sessions stay valid, so revoke there too"
             )),
@@ -210,6 +212,11 @@ mod tests {
         let guest = UserId::parse("alice_fabrikam.com#EXT#@contoso.onmicrosoft.com").unwrap();
         assert!(guest.warning().unwrap().contains("home tenant"));
         assert_eq!(UserId::parse("adele@contoso.com").unwrap().warning(), None);
+        for spelling in ["#ext#", "#Ext#", "#eXT#"] {
+            let guest = UserId::parse(&format!("alice_fabrikam.com{spelling}@contoso.onmicrosoft.com")).unwrap();
+            assert!(guest.warning().is_some_and(|w| w.contains("home tenant")), "{spelling}");
+        }
+        assert_eq!(UserId::parse("ext_alice#ex#t@contoso.com").unwrap().warning(), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 /// The error codes of SPEC.md's "Responses" table with their status, mirrored by hand (the
 /// tests run on a clean clone, without `../shared`). A code added to the SPEC goes here and
 /// into `src/openapi.json`; this test then holds the two together.
-const SPEC_ERRORS: [(u16, &str); 16] = [
+const SPEC_ERRORS: [(u16, &str); 17] = [
     (400, "invalidRequest"),
     (400, "invalidUserId"),
     (401, "unauthenticated"),
@@ -35,6 +35,7 @@ const SPEC_ERRORS: [(u16, &str); 16] = [
     (502, "tokenRequestFailed"),
     (502, "graphError"),
     (503, "graphUnavailable"),
+    (503, "identityPlatformUnavailable"),
     (504, "upstreamTimeout"),
 ];
 

@@ -72,3 +72,35 @@ async fn a_configured_key_shorter_than_32_characters_is_a_configuration_error() 
     assert!(!message.contains(too_short) && !response.stdout.contains(too_short));
     assert_eq!(env.outbound_calls(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_next_to_a_right_one_is_refused() {
+    let env = start().await;
+    let wrong = "wrong-key-wrong-key-wrong-key-wrong-key";
+    // The wrong key first, and both keys folded into one value as a proxy may do.
+    for request in [
+        unkeyed().header("x-api-key", wrong).header("x-api-key", API_KEY),
+        unkeyed().header("x-api-key", &format!("{API_KEY}, {SECOND_API_KEY}")),
+        unkeyed().header("x-api-key", &format!("{wrong},{API_KEY}")),
+    ] {
+        assert_error(&env.send(request).await, 401, "unauthenticated");
+    }
+    assert_eq!(env.outbound_calls(), 0);
+}
+
+/// The safe rule: a request with more than one `x-api-key` header is not authenticated,
+/// whatever the keys (which one a proxy, a log or the component reads is then never in
+/// doubt). The component reads only the first header today.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_one_api_key_header_is_refused() {
+    let env = start().await;
+    let wrong = "wrong-key-wrong-key-wrong-key-wrong-key";
+    for (first, second) in [(API_KEY, wrong), (API_KEY, API_KEY), (API_KEY, SECOND_API_KEY), (wrong, API_KEY)] {
+        let request = unkeyed().header("x-api-key", first).header("x-api-key", second);
+        let response = env.send(request).await;
+        let message = assert_error(&response, 401, "unauthenticated");
+        assert!(message.contains("x-api-key"), "{message}");
+        assert!(response.header("www-authenticate").is_some_and(|h| h.contains("x-api-key")));
+    }
+    assert_eq!(env.outbound_calls(), 0);
+}

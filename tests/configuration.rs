@@ -43,6 +43,19 @@ async fn health_names_every_missing_or_malformed_variable_and_no_value() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_and_graph_pair_from_two_clouds_is_named_and_nothing_is_sent() {
+    // The global identity platform with US Government Graph: AADSTS90002/500011 in real
+    // life; here the component says which setting to fix before asking for a token.
+    let env = start_with(&[("graph_base_url", Some("https://graph.microsoft.us")), ("login_base_url", None)]).await;
+    let health = env.send(TestRequest::get("/healthz")).await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json(), json!({ "status": "misconfigured", "missing": [], "invalid": ["graph_base_url"] }));
+    let message = assert_error(&env.send(revoke("adele@contoso.com")).await, 500, "configurationError");
+    assert!(message.contains("US Government") && message.contains("login_base_url"), "{message}");
+    assert_eq!(env.outbound_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manifest_defaults_point_at_the_public_cloud() {
     // Without the two base URLs the component uses spin.toml's defaults, and the
     // manifest allows them; the test host keeps the request off the network.
@@ -84,4 +97,64 @@ async fn outbound_calls_go_only_to_hosts_the_manifest_allows() {
     let message = assert_error(&response, 503, "graphUnavailable");
     assert!(message.contains("allowed_outbound_hosts"), "{message}");
     assert_eq!(response.header("retry-after"), None);
+}
+
+/// Every variable of spin.toml.
+const ALL: [&str; 8] = ["api_keys", "client_id", "client_secret", "graph_base_url", "login_base_url", "max_users", "tenant_id", "time_budget_ms"];
+
+fn reads(names: &[&str]) -> std::collections::BTreeMap<String, usize> {
+    names.iter().map(|n| (n.to_string(), 1)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_are_read_when_each_step_needs_them() {
+    // Each read may be a vault round trip: the caller check reads api_keys alone, the
+    // Graph settings come after it, client_secret only when a token is fetched.
+    let env = start().await;
+    assert_eq!(env.send(TestRequest::get("/openapi.json")).await.status, 200);
+    assert_eq!(env.app.config_reads(), reads(&[]), "/openapi.json reads nothing");
+
+    assert_eq!(env.send(TestRequest::get("/healthz")).await.status, 200);
+    assert_eq!(env.app.config_reads(), reads(&ALL), "/healthz reads everything, once");
+
+    env.app.clear_config_reads();
+    let rejected = TestRequest::post("/revoke").header("x-api-key", &"x".repeat(40)).json(&json!({ "userId": "adele@contoso.com" }));
+    assert_eq!(env.send(rejected).await.status, 401);
+    assert_eq!(env.app.config_reads(), reads(&["api_keys"]), "a rejected caller costs one read");
+
+    env.app.clear_config_reads();
+    let cold = env.send(revoke("adele@contoso.com")).await;
+    assert_eq!((cold.status, log_line(&cold)["tokenFromCache"].clone()), (200, json!(false)));
+    assert_eq!(env.app.config_reads(), reads(&ALL), "a cold revoke reads each variable once");
+
+    env.app.clear_config_reads();
+    let warm = env.send(revoke("adele@contoso.com")).await;
+    assert_eq!((warm.status, log_line(&warm)["tokenFromCache"].clone()), (200, json!(true)));
+    let without_secret: Vec<&str> = ALL.into_iter().filter(|n| *n != "client_secret").collect();
+    assert_eq!(env.app.config_reads(), reads(&without_secret), "a warm revoke never reads client_secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_revoke_needs_no_client_secret() {
+    // A cached token suffices: the secret is needed (and its absence a 500) only to fetch one.
+    let env = start().await;
+    assert_eq!(env.send(revoke("adele@contoso.com")).await.status, 200);
+    let keys = env.app.kv_keys();
+    let entry = env.app.kv_get(&keys[0]).unwrap();
+
+    let mut vars = variables(&env.login, &env.graph);
+    vars.retain(|(n, _)| n != "client_secret");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let app = TestApp::start(Component::shared().unwrap(), &Manifest::load_default().unwrap(), &vars).unwrap();
+    let cold = app.send(revoke("adele@contoso.com")).await.unwrap();
+    assert_nothing_leaked(&cold);
+    assert_error(&cold, 500, "configurationError");
+    app.kv_set(&keys[0], &entry);
+    let warm = app.send(revoke("adele@contoso.com")).await.unwrap();
+    assert_nothing_leaked(&warm);
+    assert_eq!(warm.status, 200, "{}", warm.text());
+    assert_eq!(app.config_reads().get("client_secret"), Some(&1), "read once, by the cold request");
+    assert_eq!(env.login.calls().len(), 1);
+    let health = app.send(TestRequest::get("/healthz")).await.unwrap();
+    assert_eq!(health.json(), json!({ "status": "misconfigured", "missing": ["client_secret"] }));
 }

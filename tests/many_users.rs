@@ -164,6 +164,31 @@ async fn sentinel_entities_in_both_shapes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_entity_among_many_is_named_and_nothing_is_sent() {
+    let env = start().await;
+    let good = |i: usize| json!({"kind": "Account", "properties": {"aadUserId": format!("6f4a9b2c-1d3e-4f50-8a6b-{i:012x}")}});
+    let cases = [
+        // (the bad entity, what the message must say)
+        (json!({"kind": "Account", "properties": {"aadUserId": "6f4a9b2c-1d3e-4f50-8a6b"}}), "neither an object id"),
+        (json!({"Type": "account", "Name": "ad/ele", "UPNSuffix": "contoso.com"}), "'/'"),
+        (json!({"kind": "Account", "properties": {"accountName": "adele", "upnSuffix": "contoso.com?$select=id"}}), "'?'"),
+    ];
+    for (at, (bad, rule)) in [(0usize, cases[0].clone()), (7, cases[1].clone()), (11, cases[2].clone())] {
+        let mut entities: Vec<Value> = (0..12).map(good).collect();
+        entities.insert(at, bad.clone());
+        // Other kinds around it do not shift the index.
+        entities.insert(0, json!({"kind": "Host", "properties": {"hostName": "laptop-7"}}));
+        let index = at + 1;
+        let request = TestRequest::post("/revoke").header("x-api-key", API_KEY).json(&json!({ "entities": entities }));
+        let response = env.send(request).await;
+        let message = assert_error(&response, 400, "invalidUserId");
+        assert!(message.starts_with(&format!("entities[{index}]:")) && message.contains(rule), "{bad}: {message}");
+        assert_eq!(env.outbound_calls(), 0, "nothing revoked, no token fetched");
+        assert_eq!(log_line(&response)["outboundCalls"], 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outer_400_revokes_nobody_and_an_outer_424_is_read_item_by_item() {
     let env = start().await;
     env.graph.enqueue("POST", BATCH, MockResponse::json(400, json!({"error": {"code": "BadRequest", "message": "Invalid batch payload."}})));
@@ -228,20 +253,83 @@ async fn a_dry_run_for_many_users_looks_each_up_in_a_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_answered_401_is_sent_again_once_with_a_fresh_token() {
     let env = start().await;
-    let expired = || MockResponse::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}));
-    env.graph.enqueue("POST", BATCH, expired());
+    assert_eq!(env.send(revoke_many(&upns(2))).await.status, 200);
+    // The cached token expires at Graph: Graph's own 401 for the whole batch.
+    env.graph.expire_token("mock-access-token-1");
     let response = env.send(revoke_many(&upns(2))).await;
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(env.login.calls().len(), 2);
     let calls = env.graph.calls();
-    assert_eq!(calls.len(), 2);
-    assert_eq!(calls[1].header("authorization"), Some("Bearer mock-access-token-2"));
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[1].header("authorization"), Some("Bearer mock-access-token-1"));
+    assert_eq!(calls[2].header("authorization"), Some("Bearer mock-access-token-2"));
+    assert_eq!(env.graph.revocations().get("user0@contoso.com"), Some(&2), "the refused batch took no effect");
 
-    // Refused twice: each user carries the error; no loop.
+    // Refused twice (the fresh token too; scripted): each user carries the error; no loop.
+    let expired = || MockResponse::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}));
     env.graph.enqueue("POST", BATCH, expired());
     env.graph.enqueue("POST", BATCH, expired());
     let response = env.send(revoke_many(&upns(2))).await;
     assert_eq!(response.status, 207, "{}", response.text());
     assert_eq!(response.json()["results"][0]["error"]["code"], "graphError");
-    assert_eq!(env.graph.calls().len(), 4);
+    assert_eq!(env.graph.calls().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_revoked_and_every_failure_temporary_is_429_503_or_504_not_207() {
+    // Automation never retries a 2xx: when no user was revoked and every failure passes
+    // by itself, the status says so, with the longest wait, and the body still has the results.
+    let env = start_with(&[("time_budget_ms", Some("2000"))]).await;
+    env.graph.enqueue_batch_item("POST", "/users/user0@", MockResponse::empty(429).header("Retry-After", "30"));
+    env.graph.enqueue_batch_item("POST", "/users/user1@", MockResponse::empty(429).header("Retry-After", "45"));
+    let response = env.send(revoke_many(&upns(2))).await;
+    assert_eq!(response.status, 429, "{}", response.text());
+    assert_eq!(response.header("retry-after"), Some("45"));
+    let body = response.json();
+    assert_eq!(body["value"], false);
+    let codes: Vec<&Value> = body["results"].as_array().unwrap().iter().map(|r| &r["error"]["code"]).collect();
+    assert_eq!(codes, vec![&json!("throttled"), &json!("throttled")]);
+    assert_eq!(log_line(&response)["outcome"], "throttled");
+
+    // Throttled and unavailable together: 503.
+    let env = start_with(&[("time_budget_ms", Some("2000"))]).await;
+    env.graph.enqueue_batch_item("POST", "/users/user0@", MockResponse::empty(429).header("Retry-After", "30"));
+    env.graph.enqueue_batch_item("POST", "/users/user1@", MockResponse::empty(503).header("Retry-After", "20"));
+    let response = env.send(revoke_many(&upns(2))).await;
+    assert_eq!((response.status, response.header("retry-after")), (503, Some("30")), "{}", response.text());
+
+    // A batch that never answers: 504.
+    let env = start_with(&[("time_budget_ms", Some("1500"))]).await;
+    env.graph.enqueue("POST", BATCH, MockResponse::json(200, json!({"responses": []})).delay(std::time::Duration::from_secs(20)));
+    let response = env.send(revoke_many(&upns(2))).await;
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(response.header("retry-after").is_some());
+    assert_eq!(response.json()["results"][1]["error"]["code"], "upstreamTimeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_401_beside_a_batch_throttled_past_the_budget_still_revokes_its_users() {
+    // 40 users, two batches: one answers 401, the other throttles one user for a minute.
+    // Whichever batch the 401 hits, its users are sent again with the fresh token at once;
+    // the only users not revoked are the throttled ones, with their wait.
+    let env = start_with(&[("time_budget_ms", Some("3000"))]).await;
+    env.graph.enqueue("POST", BATCH, MockResponse::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}})));
+    env.graph.enqueue_batch_item("POST", "/users/user0@", MockResponse::empty(429).header("Retry-After", "60"));
+    env.graph.enqueue_batch_item("POST", "/users/user20@", MockResponse::empty(429).header("Retry-After", "60"));
+    let response = env.send(revoke_many(&upns(40))).await;
+    assert_eq!(response.status, 207, "{}", response.text());
+    let body = response.json();
+    let results = body["results"].as_array().unwrap();
+    let not_revoked: Vec<(&Value, &Value)> =
+        results.iter().filter(|r| r["value"] != true).map(|r| (&r["userId"], &r["error"]["code"])).collect();
+    assert_eq!(
+        not_revoked,
+        vec![(&json!("user0@contoso.com"), &json!("throttled")), (&json!("user20@contoso.com"), &json!("throttled"))],
+        "no user is left with the 401"
+    );
+    assert!(results[0]["error"]["message"].as_str().unwrap().contains("60 seconds"));
+    assert_eq!(env.login.calls().len(), 2, "one fresh token");
+    let sent = batches(&env);
+    assert_eq!(sent.len(), 3, "two batches, then the refused one again");
+    assert_eq!(env.graph.calls()[2].header("authorization"), Some("Bearer mock-access-token-2"));
 }

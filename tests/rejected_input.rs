@@ -130,6 +130,44 @@ async fn oversize_bodies_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_chunked_bodies_are_refused_while_streaming() {
+    // No content-length to look at: the limit must hold while the body streams in.
+    let env = start().await;
+    let padding = "x".repeat(256 * 1024);
+    let big = format!("{{\"userId\": \"a@b.com\", \"pad\": \"{padding}\"}}");
+    let total = big.len();
+    let request = TestRequest::post("/revoke").header("x-api-key", API_KEY).header("content-type", "application/json").body(big).chunked(4096);
+    let response = env.send(request).await;
+    let message = assert_error(&response, 413, "payloadTooLarge");
+    assert!(message.contains("64 KiB"), "{message}");
+    assert_eq!(env.outbound_calls(), 0);
+    assert_eq!(log_line(&response)["outboundCalls"], 0);
+    assert!(
+        response.request_body_bytes_read > 64 * 1024 && response.request_body_bytes_read < total,
+        "read {} of {total} bytes: the body is refused once past 64 KiB, not read to its end",
+        response.request_body_bytes_read
+    );
+
+    // The same on the Graph-shaped route, whose body is optional.
+    let request = TestRequest::post("/users/a%40b.com/revokeSignInSessions")
+        .header("x-api-key", API_KEY)
+        .header("content-type", "application/json")
+        .body(format!("{{\"pad\": \"{padding}\"}}"))
+        .chunked(4096);
+    assert_error(&env.send(request).await, 413, "payloadTooLarge");
+    assert_eq!(env.outbound_calls(), 0);
+
+    // Exactly 64 KiB, chunked: read whole (and refused for its unknown field, not its size).
+    let at_limit = format!("{{\"userId\": \"a@b.com\", \"pad\": \"{}\"}}", "x".repeat(64 * 1024 - 32));
+    assert_eq!(at_limit.len(), 64 * 1024);
+    let request = TestRequest::post("/revoke").header("x-api-key", API_KEY).header("content-type", "application/json").body(at_limit).chunked(1000);
+    let response = env.send(request).await;
+    assert!(assert_error(&response, 400, "invalidRequest").contains("`pad`"));
+    assert_eq!(response.request_body_bytes_read, 64 * 1024);
+    assert_eq!(env.outbound_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_methods() {
     let env = start().await;
     rejected(&env, TestRequest::post("/revoke/now").header("x-api-key", API_KEY), 404, "notFound").await;

@@ -139,6 +139,61 @@ async fn the_graph_shaped_route_is_a_drop_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dollar_and_plus_upns_through_the_graph_shaped_route() {
+    // (path the caller sends, path Graph receives, user Graph revoked)
+    let cases = [
+        ("/users/%24x%40contoso.com/revokeSignInSessions", "/v1.0/users('$x@contoso.com')/revokeSignInSessions", "$x@contoso.com"),
+        ("/users/$x@contoso.com/revokeSignInSessions", "/v1.0/users('$x@contoso.com')/revokeSignInSessions", "$x@contoso.com"),
+        ("/users/%24o'hara%40contoso.com/revokeSignInSessions", "/v1.0/users('$o''hara@contoso.com')/revokeSignInSessions", "$o'hara@contoso.com"),
+        ("/users/a%2Bb@contoso.com/revokeSignInSessions", "/v1.0/users/a%2Bb@contoso.com/revokeSignInSessions", "a+b@contoso.com"),
+        ("/users/a%2Bb%40contoso.com/revokeSignInSessions", "/v1.0/users/a%2Bb@contoso.com/revokeSignInSessions", "a+b@contoso.com"),
+        // In a path `+` is a plus, not a space.
+        ("/users/a+b@contoso.com/revokeSignInSessions", "/v1.0/users/a%2Bb@contoso.com/revokeSignInSessions", "a+b@contoso.com"),
+    ];
+    for (path, graph_path, user) in cases {
+        let env = start().await;
+        let response = env.send(TestRequest::post(path).header("x-api-key", API_KEY)).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        assert_eq!(response.json()["value"], true);
+        assert_eq!(env.only_graph_call().path, graph_path, "{path}");
+        let revoked: Vec<String> = env.graph.revocations().into_keys().collect();
+        assert_eq!(revoked, vec![user.to_string()], "{path}");
+        assert_eq!(log_line(&response)["userIds"], json!([user]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_is_read_like_any_other() {
+    let env = start().await;
+    let body = serde_json::to_vec(&json!({"userId": "adele@contoso.com", "whatIf": false})).unwrap();
+    // Several small chunks with pauses between them, no content-length.
+    let request = TestRequest::post("/revoke")
+        .header("x-api-key", API_KEY)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .chunked_with_pauses(7, std::time::Duration::from_millis(5));
+    let response = env.send(request).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.request_body_bytes_read, body.len());
+    assert_eq!(env.only_graph_call().path, "/v1.0/users/adele@contoso.com/revokeSignInSessions");
+
+    // Many users in one chunk per user's worth of bytes; the Graph-shaped route's `{}` too.
+    let env = start().await;
+    let ids: Vec<String> = (0..30).map(|i| format!("user{i}@contoso.com")).collect();
+    let request = TestRequest::post("/revoke").header("x-api-key", API_KEY).json(&json!({ "userIds": ids })).chunked(20);
+    let response = env.send(request).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["results"].as_array().unwrap().len(), 30);
+    assert_eq!(env.graph.revocations().len(), 30);
+    let request = TestRequest::post("/users/adele%40contoso.com/revokeSignInSessions")
+        .header("x-api-key", API_KEY)
+        .header("content-type", "application/json")
+        .body("{ }")
+        .chunked(1);
+    assert_eq!(env.send(request).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_request_id_is_kept_from_the_caller_and_sent_upstream() {
     let env = start().await;
     env.graph.enqueue(

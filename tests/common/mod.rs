@@ -14,7 +14,7 @@ pub const SECOND_API_KEY: &str = "rotated-key-fedcba9876543210fedcba98765";
 /// The mock identity platform hands out tokens with this prefix.
 pub const TOKEN_PREFIX: &str = "mock-access-token";
 
-/// A running app with its two upstream mocks.
+/// A running app with its two upstream mocks; `graph` trusts the tokens `login` issues.
 pub struct Env {
     pub app: TestApp,
     pub login: MockServer,
@@ -42,7 +42,8 @@ pub async fn start_with(changes: &[(&str, Option<&str>)]) -> Env {
 
 pub async fn start_with_manifest(manifest: &Manifest, changes: &[(&str, Option<&str>)]) -> Env {
     let login = MockServer::start().await;
-    let graph = MockServer::start().await;
+    // Graph accepts only the tokens the login mock issued (or `login.issue_token()`).
+    let graph = MockServer::start_trusting(&login).await;
     let mut vars = variables(&login, &graph);
     for (name, value) in changes {
         vars.retain(|(n, _)| n != name);

@@ -1,18 +1,27 @@
 //! A running app: `spin up` for one component, without a listening socket.
 //!
-//! [`TestApp::start`] does what Spin does before it serves: resolve variables (refusing to
-//! start without a required one), resolve `allowed_outbound_hosts`, set up the key-value
-//! store. [`TestApp::send`] then handles one request the way Spin's `wasi:http` executor
+//! [`TestApp::start`] does what Spin does before it serves: check that a provider might
+//! answer every required variable (refusing to start otherwise), set up the key-value
+//! store. Variables are resolved later, through the provider chain, when the guest reads
+//! them and on each instance's first outbound request (see `variables`); every provider
+//! lookup is counted ([`TestApp::provider_lookups`]). [`TestApp::builder`] starts an app
+//! from a runtime config, an environment and a vault's contents. [`TestApp::send`] then handles one request the way Spin's `wasi:http` executor
 //! does: a fresh `Store` and instance per request, the response taken from the
 //! response-outparam, the body read to the end, then the guest task awaited.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtx;
@@ -20,15 +29,16 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::allowed_hosts::AllowedHosts;
 use crate::component::Component;
-use crate::key_value::{KeyValueAccess, SharedMap, DEFAULT_STORE};
+use crate::key_value::{KeyValueAccess, KeyValueBackend, SharedMap, DEFAULT_STORE};
 use crate::manifest::Manifest;
-use crate::outbound::OutboundPolicy;
+use crate::outbound::{AllowedHostsCheck, OutboundPolicy};
+use crate::providers::{ProviderKind, ProviderLookups};
 use crate::route::Route;
 use crate::state::{HostState, MemoryWatch};
+use crate::template::Template;
 use crate::variables::Variables;
-use crate::wire::{TestRequest, TestResponse};
+use crate::wire::{Chunked, TestRequest, TestResponse};
 
 /// The address requests appear to come to, as with `spin up` on its default port.
 const LISTEN_ADDR: &str = "127.0.0.1:3000";
@@ -62,7 +72,8 @@ impl Default for AppOptions {
 pub struct TestApp {
     component: Arc<Component>,
     variables: Arc<Variables>,
-    allowed_hosts: Arc<AllowedHosts>,
+    /// As written; resolved per instance on its first outbound request.
+    allowed_outbound_hosts: Arc<Vec<Template>>,
     route: Route,
     environment: Vec<(String, String)>,
     key_value: KeyValueAccess,
@@ -71,12 +82,14 @@ pub struct TestApp {
     denied: Arc<Mutex<Vec<String>>>,
     kept_off_network: Arc<Mutex<Vec<String>>>,
     request_timeout: Duration,
+    config_reads: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
 impl TestApp {
-    /// Starts the app as `spin up` would with `SPIN_VARIABLE_<NAME>=<value>` for each of
-    /// `variables` (names in any case). Fails, naming the variable, if a `required`
-    /// variable has no value, as Spin refuses to start. Undeclared names are ignored.
+    /// Starts the app as `spin up` would without a runtime config, with
+    /// `SPIN_VARIABLE_<NAME>=<value>` for each of `variables` (names in any case). Fails,
+    /// naming the variable, if a `required` variable has no value, as Spin refuses to
+    /// start. Undeclared names are ignored.
     pub fn start(
         component: Arc<Component>,
         manifest: &Manifest,
@@ -93,16 +106,18 @@ impl TestApp {
         options: AppOptions,
     ) -> Result<TestApp> {
         let variables = Variables::resolve(manifest, variables)?;
+        Self::assemble(component, manifest, variables, options.key_value_store, None)
+    }
 
-        let hosts = manifest
-            .component
-            .allowed_outbound_hosts
-            .iter()
-            .map(|t| variables.render(t))
-            .collect::<Result<Vec<_>>>()?;
-        let allowed_hosts = AllowedHosts::parse(&hosts)
-            .with_context(|| format!("allowed_outbound_hosts resolved to {hosts:?}"))?;
-
+    /// An app whose variables `variables` answers; its `default` store is `backend`, or a
+    /// new one (`key_value_store: false`: no store at all).
+    pub(crate) fn assemble(
+        component: Arc<Component>,
+        manifest: &Manifest,
+        variables: Variables,
+        key_value_store: bool,
+        backend: Option<KeyValueBackend>,
+    ) -> Result<TestApp> {
         // Spin refuses to start when a component names a store its runtime config does
         // not define; without a runtime config only `default` exists.
         let labels = &manifest.component.key_value_stores;
@@ -111,16 +126,16 @@ impl TestApp {
                 "unknown key_value_stores label {label:?}: the test host provides only \"default\""
             );
         }
-        let store = SharedMap::default();
+        let store = backend.map(|b| b.0).unwrap_or_default();
         let key_value = KeyValueAccess {
             allowed: labels.clone(),
-            default_store: options.key_value_store.then(|| store.clone()),
+            default_store: key_value_store.then(|| store.clone()),
         };
 
         Ok(TestApp {
             component,
             variables: Arc::new(variables),
-            allowed_hosts: Arc::new(allowed_hosts),
+            allowed_outbound_hosts: Arc::new(manifest.component.allowed_outbound_hosts.clone()),
             route: manifest.component.route.clone(),
             environment: manifest
                 .component
@@ -133,6 +148,7 @@ impl TestApp {
             denied: Arc::default(),
             kept_off_network: Arc::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            config_reads: Arc::default(),
         })
     }
 
@@ -148,6 +164,16 @@ impl TestApp {
     /// never set a response) and when the request ran past its timeout; the message
     /// carries the guest's stderr, where a panic message lands.
     pub async fn send(&self, request: TestRequest) -> Result<TestResponse> {
+        self.send_body(request, None).await
+    }
+
+    /// [`TestApp::send`] from a client that stalls: it sends the head and the first
+    /// `sent` bytes of the body, then nothing more, and never ends the body.
+    pub async fn send_stalled(&self, request: TestRequest, sent: usize) -> Result<TestResponse> {
+        self.send_body(request, Some(sent)).await
+    }
+
+    async fn send_body(&self, request: TestRequest, stall_after: Option<usize>) -> Result<TestResponse> {
         let host = request
             .header_value("host")
             .unwrap_or(LISTEN_ADDR)
@@ -163,9 +189,15 @@ impl TestApp {
                 stdout: String::new(),
                 stderr: String::new(),
                 peak_memory_bytes: 0,
+                request_body_bytes_read: 0,
             });
         };
-        let incoming = to_http_request(&request, &host, &spin_headers)?;
+        let body_read = Arc::new(AtomicUsize::new(0));
+        let incoming = to_http_request(&request, &host, &spin_headers, body_read.clone())?
+            .map(|body| match stall_after {
+                Some(sent) => body.stalled_after(sent),
+                None => body,
+            });
 
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
@@ -210,6 +242,7 @@ impl TestApp {
             stdout,
             stderr,
             peak_memory_bytes: peak_memory.load(Ordering::Relaxed),
+            request_body_bytes_read: body_read.load(Ordering::Relaxed),
         })
     }
 
@@ -226,6 +259,17 @@ impl TestApp {
         self.kept_off_network.lock().unwrap().clone()
     }
 
+    /// How often each variable was read through `wasi:config/store` since the app
+    /// started (or since [`TestApp::clear_config_reads`]), by name.
+    pub fn config_reads(&self) -> BTreeMap<String, usize> {
+        self.config_reads.lock().unwrap().clone()
+    }
+
+    /// Forgets the reads counted so far.
+    pub fn clear_config_reads(&self) {
+        self.config_reads.lock().unwrap().clear();
+    }
+
     /// A value of the `default` key-value store.
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
         self.store.lock().unwrap().get(key).cloned()
@@ -238,6 +282,37 @@ impl TestApp {
             .lock()
             .unwrap()
             .insert(key.to_string(), value.to_vec());
+    }
+
+    /// Provider lookups since the app started or the counts were last reset.
+    pub fn provider_lookups(&self) -> ProviderLookups {
+        self.variables.lookups().snapshot()
+    }
+
+    /// Sets the lookup counts back to zero.
+    pub fn reset_provider_lookups(&self) {
+        self.variables.lookups().reset()
+    }
+
+    /// The lookups so far, setting the counts back to zero: what one request cost.
+    pub fn take_provider_lookups(&self) -> ProviderLookups {
+        self.variables.lookups().take()
+    }
+
+    /// The variable providers Spin asks, in order (the appended environment last).
+    pub fn provider_kinds(&self) -> Vec<ProviderKind> {
+        self.variables.provider_kinds()
+    }
+
+    /// Resolutions that failed (a provider error, or no value), as Spin logs them,
+    /// oldest first: from the guest's reads and from the outbound check.
+    pub fn variable_errors(&self) -> Vec<String> {
+        self.variables.errors()
+    }
+
+    /// The `default` store's backend, to share it with another app.
+    pub fn key_value_backend(&self) -> KeyValueBackend {
+        KeyValueBackend(self.store.clone())
     }
 
     /// The keys of the `default` key-value store, sorted.
@@ -258,11 +333,12 @@ impl TestApp {
             http: WasiHttpCtx::new(),
             table: Default::default(),
             outbound: OutboundPolicy {
-                allowed: self.allowed_hosts.clone(),
+                allowed: AllowedHostsCheck::new(self.variables.clone(), self.allowed_outbound_hosts.clone()),
                 denied: self.denied.clone(),
                 kept_off_network: self.kept_off_network.clone(),
             },
             variables: self.variables.clone(),
+            config_reads: self.config_reads.clone(),
             key_value: self.key_value.clone(),
             memory: MemoryWatch::reporting_to(peak_memory),
         };
@@ -291,7 +367,7 @@ impl TestApp {
 async fn run_guest(
     mut store: Store<HostState>,
     pre: ProxyPre<HostState>,
-    incoming: http::Request<Full<Bytes>>,
+    incoming: http::Request<RequestBody>,
 ) -> Result<(http::response::Parts, Bytes)> {
     let request = store
         .data_mut()
@@ -331,12 +407,14 @@ async fn run_guest(
 }
 
 /// The request as the guest receives it from Spin: absolute URI, `Host`, a
-/// `content-length` for a body, and the `spin-*` headers.
+/// `content-length` for a body (or `transfer-encoding: chunked` for a chunked one), and
+/// the `spin-*` headers. `read` counts the body bytes handed to the guest.
 fn to_http_request(
     request: &TestRequest,
     host: &str,
     spin_headers: &[(&'static str, String)],
-) -> Result<http::Request<Full<Bytes>>> {
+    read: Arc<AtomicUsize>,
+) -> Result<http::Request<RequestBody>> {
     if !request.path_and_query.starts_with('/') {
         bail!("path {:?} must start with '/'", request.path_and_query);
     }
@@ -349,20 +427,117 @@ fn to_http_request(
     if !request.has_header("host") {
         builder = builder.header("host", host);
     }
-    if !request.body.is_empty() && !request.has_header("content-length") {
-        builder = builder.header("content-length", request.body.len());
-    }
+    let body = match request.chunked {
+        None => {
+            if !request.body.is_empty() && !request.has_header("content-length") {
+                builder = builder.header("content-length", request.body.len());
+            }
+            RequestBody::whole(&request.body, read)
+        }
+        Some(chunked) => {
+            if !request.has_header("transfer-encoding") {
+                builder = builder.header("transfer-encoding", "chunked");
+            }
+            RequestBody::chunked(&request.body, chunked, read)
+        }
+    };
     for (name, value) in spin_headers {
         builder = builder.header(*name, value.as_str());
     }
     builder
-        .body(Full::new(Bytes::from(request.body.clone())))
+        .body(body)
         .with_context(|| {
             format!(
                 "invalid request {} {}",
                 request.method, request.path_and_query
             )
         })
+}
+
+/// A request body handed to the guest frame by frame, counting what it takes.
+pub(crate) struct RequestBody {
+    chunks: VecDeque<Bytes>,
+    /// A body of known length (sent whole, with `content-length`).
+    known_length: bool,
+    pause: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    read: Arc<AtomicUsize>,
+    /// A stalled client: once `chunks` is sent, nothing more ever comes, and no end either.
+    stalled: bool,
+}
+
+impl RequestBody {
+    fn whole(body: &[u8], read: Arc<AtomicUsize>) -> RequestBody {
+        RequestBody {
+            chunks: [Bytes::copy_from_slice(body)].into_iter().filter(|c| !c.is_empty()).collect(),
+            known_length: true,
+            pause: None,
+            sleep: None,
+            read,
+            stalled: false,
+        }
+    }
+
+    fn chunked(body: &[u8], chunked: Chunked, read: Arc<AtomicUsize>) -> RequestBody {
+        RequestBody {
+            chunks: body.chunks(chunked.chunk_size.max(1)).map(Bytes::copy_from_slice).collect(),
+            known_length: false,
+            pause: chunked.pause,
+            sleep: None,
+            read,
+            stalled: false,
+        }
+    }
+
+    /// The same body from a client that sends its first `sent` bytes and then stalls.
+    fn stalled_after(mut self, sent: usize) -> RequestBody {
+        let mut left = sent;
+        let mut kept = VecDeque::new();
+        for mut chunk in self.chunks.drain(..) {
+            if left == 0 {
+                break;
+            }
+            chunk.truncate(left);
+            left -= chunk.len();
+            kept.push_back(chunk);
+        }
+        RequestBody { chunks: kept, known_length: false, stalled: true, ..self }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.sleep = None;
+        }
+        let Some(chunk) = this.chunks.pop_front() else {
+            // A stalled client is never woken: the rest never comes.
+            return if this.stalled { Poll::Pending } else { Poll::Ready(None) };
+        };
+        this.read.fetch_add(chunk.len(), Ordering::Relaxed);
+        if let (Some(pause), false) = (this.pause, this.chunks.is_empty()) {
+            this.sleep = Some(Box::pin(tokio::time::sleep(pause)));
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        !self.stalled && self.chunks.is_empty() && self.sleep.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.known_length {
+            true => SizeHint::with_exact(self.chunks.iter().map(|c| c.len() as u64).sum()),
+            false => SizeHint::default(),
+        }
+    }
 }
 
 /// Waits for the guest task; a panic or abort becomes an error.

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use wasmtime::component::{HasSelf, Linker};
@@ -34,6 +34,8 @@ pub struct Component {
 
 impl Component {
     /// The release build of the component, compiled once per process and shared.
+    /// Fails if that build is older than the component's sources (rebuild it with
+    /// `cargo build --target wasm32-wasip2 --release`).
     ///
     /// The file is `$GRAPH_REVOKE_WASM` if set, else
     /// `$CARGO_TARGET_DIR/wasm32-wasip2/release/graph_revoke.wasm` if that variable is
@@ -43,8 +45,8 @@ impl Component {
         SHARED
             .get_or_init(|| {
                 let path = default_path();
-                warn_if_stale(&path);
-                Component::load(&path)
+                check_fresh(&path)
+                    .and_then(|()| Component::load(&path))
                     .map(Arc::new)
                     .map_err(|e| format!("{e:#}"))
             })
@@ -189,36 +191,12 @@ fn default_path() -> PathBuf {
     target.join("wasm32-wasip2/release/graph_revoke.wasm")
 }
 
-/// Warns when the component's sources are newer than the `.wasm`: `cargo test` does not
-/// rebuild the component, and a stale one makes tests fail (or pass) for the wrong reason.
-fn warn_if_stale(wasm: &Path) {
-    if std::env::var_os("GRAPH_REVOKE_WASM").is_some() {
-        return;
+/// Fails when the `.wasm` is older than its sources (see [`crate::freshness`]): `cargo
+/// test` does not rebuild the component, and a stale one makes tests fail (or pass) for
+/// the wrong reason. A file chosen with `GRAPH_REVOKE_WASM` is taken as it is.
+fn check_fresh(wasm: &Path) -> Result<()> {
+    if std::env::var_os("GRAPH_REVOKE_WASM").is_some() || !wasm.is_file() {
+        return Ok(());
     }
-    let Ok(built) = std::fs::metadata(wasm).and_then(|m| m.modified()) else {
-        return;
-    };
-    let root = workspace_root();
-    let newest = ["src", "wit", "Cargo.toml"]
-        .iter()
-        .filter_map(|p| newest_mtime(&root.join(p)))
-        .max();
-    if newest.is_some_and(|t| t > built) {
-        eprintln!(
-            "test host: warning: {} is older than the component's sources; \
-             rebuild it with `cargo build --target wasm32-wasip2 --release`",
-            wasm.display()
-        );
-    }
-}
-
-fn newest_mtime(path: &Path) -> Option<SystemTime> {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.is_file() {
-        return meta.modified().ok();
-    }
-    std::fs::read_dir(path)
-        .ok()?
-        .filter_map(|entry| newest_mtime(&entry.ok()?.path()))
-        .max()
+    crate::freshness::check(wasm, &workspace_root())
 }

@@ -22,6 +22,33 @@ pub(crate) const DEFAULT_STORE: &str = "default";
 /// The contents of an app's `default` store.
 pub(crate) type SharedMap = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
+/// The contents of a `default` store that several apps may share: one Redis (or other
+/// `[key_value_store.default]` of a runtime config) behind several replicas. Give the
+/// same backend to several [`AppBuilder`](crate::AppBuilder)s with
+/// [`AppBuilder::shared_key_value`](crate::AppBuilder::shared_key_value). Each `set`
+/// replaces a whole value at once, as Redis `SET` does.
+#[derive(Clone, Default)]
+pub struct KeyValueBackend(pub(crate) SharedMap);
+
+impl KeyValueBackend {
+    /// An empty store.
+    pub fn new() -> KeyValueBackend {
+        KeyValueBackend::default()
+    }
+
+    /// A value, as any replica would read it.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().get(key).cloned()
+    }
+
+    /// The keys, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.0.lock().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
 /// What a guest's `bucket` handle refers to.
 pub struct Bucket {
     map: SharedMap,

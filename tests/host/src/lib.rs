@@ -34,9 +34,14 @@
 //! # Layout
 //!
 //! - [`component`]: compiles the component once and links it against the host interfaces.
+//! - `freshness`: refuses a `.wasm` older than its sources.
 //! - [`manifest`]: reads and validates `spin.toml`.
 //! - `template`: Spin's `{{ variable }}` templates and variable-name rules.
-//! - `variables`: resolves variable values at start, as `spin up` does.
+//! - `variables`: resolves variables lazily through the provider chain, as Spin does.
+//! - [`providers`]: Spin's variable providers (environment, static, HashiCorp Vault,
+//!   Azure Key Vault) in runtime-config order, each lookup counted.
+//! - [`runtime_config`]: runtime config files, checked against the keys Spin accepts.
+//! - `builder`: [`AppBuilder`], an app from a runtime config, an environment and a vault.
 //! - `route`: the HTTP trigger's route and the `spin-*` request headers.
 //! - `allowed_hosts`: parses `allowed_outbound_hosts` and matches URLs against it.
 //! - [`app`]: [`TestApp`], a started app; one fresh instance per request.
@@ -51,6 +56,8 @@
 
 pub mod app;
 pub mod component;
+pub mod providers;
+pub mod runtime_config;
 pub mod manifest;
 pub mod mock;
 pub mod wire;
@@ -58,7 +65,9 @@ pub mod wit;
 
 mod allowed_hosts;
 mod bindings;
+mod builder;
 mod config;
+mod freshness;
 mod key_value;
 mod outbound;
 mod route;
@@ -67,8 +76,12 @@ mod template;
 mod variables;
 
 pub use app::{AppOptions, TestApp};
+pub use builder::AppBuilder;
+pub use key_value::KeyValueBackend;
+pub use providers::{LookupCause, ProviderKind, ProviderLookups, VaultContents};
+pub use runtime_config::{ProviderConfig, RuntimeConfig};
 pub use component::Component;
-pub use manifest::Manifest;
-pub use mock::{MockResponse, MockServer, RecordedCall};
-pub use wire::{TestRequest, TestResponse};
+pub use manifest::{DeclaredVariable, Manifest};
+pub use mock::{FaultCounts, FaultPlan, MockResponse, MockServer, RecordedCall};
+pub use wire::{Chunked, TestRequest, TestResponse};
 pub use wit::{world_exports, world_imports};

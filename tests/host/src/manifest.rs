@@ -28,6 +28,15 @@ pub struct Manifest {
     pub(crate) component: ComponentDecl,
 }
 
+/// An application variable as declared, for tests of deployments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredVariable {
+    pub name: String,
+    pub required: bool,
+    pub secret: bool,
+    pub default: Option<String>,
+}
+
 /// One entry of the application's `[variables]` table.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,8 +45,9 @@ pub(crate) struct VariableDecl {
     pub(crate) required: bool,
     #[serde(default)]
     pub(crate) default: Option<String>,
+    /// Spin only hides secret values from logs; deployment tests check that secrets come
+    /// from a secret store.
     #[serde(default)]
-    #[allow(dead_code)] // Spin only hides secret values from logs; nothing to mirror here.
     pub(crate) secret: bool,
     #[serde(default)]
     #[allow(dead_code)]
@@ -168,6 +178,19 @@ impl Manifest {
     /// The manifest text as given.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The application variables (`[variables]`), sorted by name.
+    pub fn declared_variables(&self) -> Vec<DeclaredVariable> {
+        self.variables
+            .iter()
+            .map(|(name, decl)| DeclaredVariable {
+                name: name.clone(),
+                required: decl.required,
+                secret: decl.secret,
+                default: decl.default.clone(),
+            })
+            .collect()
     }
 
     /// The id of the component the app serves (`graph-revoke` in the project manifest).

@@ -8,8 +8,7 @@
 //! [`MockServer::enqueue`].
 
 use std::collections::hash_map::RandomState;
-use std::collections::VecDeque;
-use std::convert::Infallible;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,19 +121,43 @@ impl RecordedCall {
 ///
 /// Graph paths (`/v1.0/…`, `/beta/…`) always carry `request-id` (and the echoed
 /// `client-request-id`), as Graph's answers do.
+///
+/// # Bearer tokens
+///
+/// Like Graph, every call to a Graph path (single calls, `$batch`, lookups; scripted or
+/// not) must carry `Authorization: Bearer <token>` with a token the identity platform
+/// issued and that has not expired; anything else gets Graph's `401`
+/// `InvalidAuthenticationToken` (with `WWW-Authenticate`) before any script is looked at.
+/// Issued means: a `2xx` JSON answer of this server (default or scripted, any non-Graph
+/// path) carrying a string `access_token`, or [`MockServer::issue_token`]. The login and
+/// Graph mocks are separate servers: start Graph with [`MockServer::start_trusting`] so
+/// it accepts the login mock's tokens. A server started with [`MockServer::start`]
+/// trusts only the tokens it issued itself.
+///
+/// # Faults
+///
+/// [`MockServer::inject_faults`] makes Graph paths fail at random (seeded, so a run can
+/// be repeated): throttling and outages, answers delayed, connections dropped before or
+/// after the call took effect; inside `$batch`, items throttled or unavailable.
+/// [`MockServer::revocations`] records which revocations took effect (were answered
+/// `2xx`, whether or not the answer reached the client).
 pub struct MockServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     server: tokio::task::AbortHandle,
 }
 
-#[derive(Default)]
 struct Shared {
     calls: Mutex<Vec<RecordedCall>>,
     script: Mutex<VecDeque<Scripted>>,
     /// Scripts for `$batch` items, matched on the item's method and relative URL.
     item_script: Mutex<VecDeque<Scripted>>,
-    tokens_issued: AtomicU64,
+    /// Tokens this server issues or trusts (shared with a server started trusting it).
+    tokens: Arc<Tokens>,
+    faults: Mutex<Option<Faults>>,
+    fault_counts: Mutex<FaultCounts>,
+    /// User id (as in the path, decoded) → revocations answered `2xx`.
+    revocations: Mutex<HashMap<String, u32>>,
 }
 
 struct Scripted {
@@ -143,15 +166,181 @@ struct Scripted {
     response: MockResponse,
 }
 
+/// Bearer tokens an identity platform issued, as the Graph mock trusting it sees them.
+#[derive(Default)]
+struct Tokens {
+    /// Token → still valid (`false`: expired).
+    known: Mutex<HashMap<String, bool>>,
+    /// Token-endpoint answers so far (numbers `mock-access-token-<n>`).
+    issued: AtomicU64,
+    planted: AtomicU64,
+}
+
+impl Tokens {
+    fn register(&self, token: &str) {
+        self.known.lock().unwrap().insert(token.to_string(), true);
+    }
+
+    /// `Err` with Graph's reason when `authorization` does not carry a valid token.
+    fn check(&self, authorization: Option<&str>) -> Result<(), &'static str> {
+        let token = authorization
+            .and_then(|a| a.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .unwrap_or("");
+        if token.is_empty() {
+            return Err("Access token is empty.");
+        }
+        match self.known.lock().unwrap().get(token) {
+            Some(true) => Ok(()),
+            Some(false) => Err("Lifetime validation failed, the token is expired."),
+            None => Err("IDX14100: JWT is not well formed, there are no dots (.).\nThe token needs to be in JWS or JWE Compact Serialization Format."),
+        }
+    }
+}
+
+/// Faults to inject into Graph calls, each a probability in `0.0..=1.0` drawn per call
+/// (and per `$batch` item for the `item_` ones). Outer faults are exclusive: at most one
+/// of drop-before / 429 / 503 / 504 per call; a delay and a drop-after can come on top
+/// of any answer.
+#[derive(Clone, Debug, Default)]
+pub struct FaultPlan {
+    /// Same seed, same faults for the same calls (drawn from the call's method, path,
+    /// body and how often that exact call came before), whatever the interleaving.
+    pub seed: u64,
+    /// Connection closed before the call took effect; no answer.
+    pub drop_before: f64,
+    /// `429` with `Retry-After`.
+    pub throttle: f64,
+    /// `503` with `Retry-After`.
+    pub unavailable: f64,
+    /// `504` with `Retry-After`.
+    pub gateway_timeout: f64,
+    /// The answer is held back for a time in `delay`.
+    pub delay: f64,
+    pub delay_range: (Duration, Duration),
+    /// The call takes effect (a revocation is recorded), then the connection is closed
+    /// without an answer.
+    pub drop_after: f64,
+    /// A `$batch` item answered `429` / `503` / `504` with `Retry-After`.
+    pub item_throttle: f64,
+    pub item_unavailable: f64,
+    pub item_gateway_timeout: f64,
+    /// `Retry-After` values, sent as fractional seconds (`0.137`).
+    pub retry_after_range: (Duration, Duration),
+}
+
+/// Faults injected so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub dropped_before: u64,
+    pub throttled: u64,
+    pub unavailable: u64,
+    pub gateway_timeout: u64,
+    pub delayed: u64,
+    pub dropped_after: u64,
+    pub items_throttled: u64,
+    pub items_unavailable: u64,
+    pub items_gateway_timeout: u64,
+}
+
+impl FaultCounts {
+    pub fn total(&self) -> u64 {
+        self.dropped_before
+            + self.throttled
+            + self.unavailable
+            + self.gateway_timeout
+            + self.delayed
+            + self.dropped_after
+            + self.items_throttled
+            + self.items_unavailable
+            + self.items_gateway_timeout
+    }
+}
+
+struct Faults {
+    plan: FaultPlan,
+    /// How often each exact call (by hash) came so far.
+    seen: HashMap<u64, u64>,
+}
+
+/// A call's own random stream: splitmix64.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    fn within(&mut self, (low, high): (Duration, Duration)) -> Duration {
+        low + high.saturating_sub(low).mul_f64(self.unit())
+    }
+}
+
+/// The faults one call gets.
+struct CallFaults {
+    plan: FaultPlan,
+    draws: Draws,
+}
+
+impl CallFaults {
+    /// `429`/`503`/`504` (or none) with the probabilities given.
+    fn status(&mut self, rates: [f64; 3]) -> Option<u16> {
+        let x = self.draws.unit();
+        let [a, b, c] = rates;
+        match x {
+            x if x < a => Some(429),
+            x if x < a + b => Some(503),
+            x if x < a + b + c => Some(504),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&mut self) -> String {
+        format!("{:.3}", self.draws.within(self.plan.retry_after_range).as_secs_f64())
+    }
+}
+
 impl MockServer {
     /// Listens on `127.0.0.1` (an ephemeral port) and serves HTTP/1.1 on the current
-    /// tokio runtime until dropped.
+    /// tokio runtime until dropped. Trusts only bearer tokens it issued itself.
     pub async fn start() -> MockServer {
+        Self::start_with_tokens(Arc::default()).await
+    }
+
+    /// [`MockServer::start`], trusting the bearer tokens `issuer` issues (and issuing
+    /// into the same registry): the Graph mock of a login mock.
+    pub async fn start_trusting(issuer: &MockServer) -> MockServer {
+        Self::start_with_tokens(issuer.shared.tokens.clone()).await
+    }
+
+    async fn start_with_tokens(tokens: Arc<Tokens>) -> MockServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("mock server: cannot bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("mock server: local address");
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            calls: Mutex::default(),
+            script: Mutex::default(),
+            item_script: Mutex::default(),
+            tokens,
+            faults: Mutex::default(),
+            fault_counts: Mutex::default(),
+            revocations: Mutex::default(),
+        });
         let server = tokio::spawn(serve(listener, shared.clone())).abort_handle();
         MockServer {
             addr,
@@ -179,6 +368,40 @@ impl MockServer {
             path_prefix: path_prefix.to_string(),
             response,
         });
+    }
+
+    /// A new valid token, as if this server's token endpoint had issued it (for a test
+    /// that plants a token in the cache). Not numbered with the token endpoint's.
+    pub fn issue_token(&self) -> String {
+        let n = self.shared.tokens.planted.fetch_add(1, Ordering::SeqCst) + 1;
+        let token = format!("mock-access-token-planted-{n}");
+        self.shared.tokens.register(&token);
+        token
+    }
+
+    /// From now on Graph answers `token` with `401` "the token is expired".
+    pub fn expire_token(&self, token: &str) {
+        self.shared.tokens.known.lock().unwrap().insert(token.to_string(), false);
+    }
+
+    /// Injects faults into Graph calls from now on (replacing any earlier plan).
+    pub fn inject_faults(&self, plan: FaultPlan) {
+        *self.shared.faults.lock().unwrap() = Some(Faults {
+            plan,
+            seen: HashMap::new(),
+        });
+    }
+
+    /// What [`MockServer::inject_faults`] injected so far.
+    pub fn faults_injected(&self) -> FaultCounts {
+        self.shared.fault_counts.lock().unwrap().clone()
+    }
+
+    /// Every user whose revocation took effect (answered `2xx`, single call or `$batch`
+    /// item, whether or not the answer reached the client), with how often. The id as
+    /// the path carried it, decoded: `%XX` unescaped, `('…')` unquoted.
+    pub fn revocations(&self) -> HashMap<String, u32> {
+        self.shared.revocations.lock().unwrap().clone()
     }
 }
 
@@ -219,7 +442,8 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         connections.spawn(async move {
             let service = service_fn(move |request| handle(shared.clone(), request));
-            // A client hanging up mid-request is an expected test scenario, not an error.
+            // A client hanging up mid-request is an expected test scenario, not an error;
+            // nor is a dropped connection the server chose to inject.
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -229,10 +453,22 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// A service error: hyper closes the connection without answering.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mock: connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
 async fn handle(
     shared: Arc<Shared>,
     request: hyper::Request<Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<Full<Bytes>>, DropConnection> {
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
@@ -255,22 +491,74 @@ async fn handle(
         at: Instant::now(),
     };
     shared.calls.lock().unwrap().push(call.clone());
+    let path = call.path.split('?').next().unwrap_or("");
+    let graph = is_graph_path(path);
 
-    let scripted = {
-        let mut script = shared.script.lock().unwrap();
-        script
-            .iter()
-            .position(|s| {
-                s.method.eq_ignore_ascii_case(&call.method) && call.path.starts_with(&s.path_prefix)
-            })
-            .and_then(|i| script.remove(i))
+    let mut faults = if graph { shared.faults_for(&call) } else { None };
+    let count = |f: fn(&mut FaultCounts) -> &mut u64| *f(&mut shared.fault_counts.lock().unwrap()) += 1;
+    if let Some(f) = faults.as_mut() {
+        if f.draws.chance(f.plan.drop_before) {
+            count(|c| &mut c.dropped_before);
+            return Err(DropConnection);
+        }
+    }
+
+    let response = if let Err(reason) = graph.then(|| shared.tokens.check(call.header("authorization"))).unwrap_or(Ok(())) {
+        with_graph_ids(unauthorized(reason, &call), &call)
+    } else if let Some(status) = faults.as_mut().and_then(|f| {
+        let p = &f.plan;
+        f.status([p.throttle, p.unavailable, p.gateway_timeout])
+    }) {
+        count(match status {
+            429 => |c| &mut c.throttled,
+            503 => |c| &mut c.unavailable,
+            _ => |c| &mut c.gateway_timeout,
+        });
+        let retry_after = faults.as_mut().unwrap().retry_after();
+        with_graph_ids(fault_answer(status).header("Retry-After", &retry_after), &call)
+    } else {
+        let scripted = {
+            let mut script = shared.script.lock().unwrap();
+            script
+                .iter()
+                .position(|s| {
+                    s.method.eq_ignore_ascii_case(&call.method) && call.path.starts_with(&s.path_prefix)
+                })
+                .and_then(|i| script.remove(i))
+        };
+        let response = match scripted {
+            Some(s) => s.response,
+            None => default_response(&shared, &call, faults.as_mut()),
+        };
+        if call.method == "POST" && is_revoke_path(path) && (200..300).contains(&response.status) {
+            shared.record_revocation(path.strip_prefix("/v1.0").unwrap_or(path));
+        }
+        if !graph && (200..300).contains(&response.status) {
+            if let Some(token) = serde_json::from_slice::<serde_json::Value>(&response.body)
+                .ok()
+                .and_then(|b| b.get("access_token")?.as_str().map(str::to_string))
+            {
+                shared.tokens.register(&token);
+            }
+        }
+        response
     };
-    let response = match scripted {
-        Some(s) => s.response,
-        None => default_response(&shared, &call),
-    };
-    if let Some(delay) = response.delay {
+
+    let mut delay = response.delay;
+    if let Some(f) = faults.as_mut() {
+        if f.draws.chance(f.plan.delay) {
+            count(|c| &mut c.delayed);
+            delay = Some(delay.unwrap_or_default() + f.draws.within(f.plan.delay_range));
+        }
+    }
+    if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
+    }
+    if let Some(f) = faults.as_mut() {
+        if f.draws.chance(f.plan.drop_after) {
+            count(|c| &mut c.dropped_after);
+            return Err(DropConnection);
+        }
     }
 
     let mut builder = hyper::Response::builder().status(response.status);
@@ -288,8 +576,99 @@ async fn handle(
         }))
 }
 
+impl Shared {
+    /// The faults for this call, if a plan is set: its own random stream, from the
+    /// seed, the call's content and how often the same call came before.
+    fn faults_for(&self, call: &RecordedCall) -> Option<CallFaults> {
+        let mut faults = self.faults.lock().unwrap();
+        let faults = faults.as_mut()?;
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for byte in call.method.bytes().chain([0]).chain(call.path.bytes()).chain([0]).chain(call.body.iter().copied()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let seen = faults.seen.entry(hash).or_insert(0);
+        *seen += 1;
+        let mut draws = Draws(faults.plan.seed ^ hash ^ seen.wrapping_mul(0xd6e8_feb8_6659_fd93));
+        draws.next();
+        Some(CallFaults {
+            plan: faults.plan.clone(),
+            draws,
+        })
+    }
+
+    /// Records a revocation that took effect; `path` is `/users/…/revokeSignInSessions`.
+    fn record_revocation(&self, path: &str) {
+        let Some(segment) = path
+            .strip_prefix("/users")
+            .and_then(|rest| rest.strip_suffix("/revokeSignInSessions"))
+        else {
+            return;
+        };
+        let id = match segment.strip_prefix("('").and_then(|s| s.strip_suffix("')")) {
+            Some(quoted) => quoted.replace("''", "'"),
+            None => segment.trim_start_matches('/').to_string(),
+        };
+        *self.revocations.lock().unwrap().entry(percent_decode(&id)).or_insert(0) += 1;
+    }
+}
+
+/// `%XX` unescaped (invalid escapes kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Graph's own paths, where a bearer token is required and faults are injected.
+fn is_graph_path(path: &str) -> bool {
+    path.starts_with("/v1.0/") || path.starts_with("/beta/")
+}
+
+/// Graph's `401` for a missing, unknown or expired token.
+fn unauthorized(reason: &str, call: &RecordedCall) -> MockResponse {
+    MockResponse::json(
+        401,
+        json!({"error": {
+            "code": "InvalidAuthenticationToken",
+            "message": reason,
+            "innerError": {
+                "date": rfc3339_now(),
+                "request-id": guid(),
+                "client-request-id": call.header("client-request-id").unwrap_or(""),
+            },
+        }}),
+    )
+    .header(
+        "WWW-Authenticate",
+        "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
+    )
+}
+
+/// Graph's answer for an injected `429` / `503` / `504`.
+fn fault_answer(status: u16) -> MockResponse {
+    let (code, message) = match status {
+        429 => ("TooManyRequests", "Too many requests."),
+        503 => ("serviceNotAvailable", "Service unavailable."),
+        _ => ("gatewayTimeout", "Gateway timeout."),
+    };
+    MockResponse::json(status, json!({"error": {"code": code, "message": message}}))
+}
+
 /// The healthy-tenant behaviour described on [`MockServer`].
-fn default_response(shared: &Shared, call: &RecordedCall) -> MockResponse {
+fn default_response(shared: &Shared, call: &RecordedCall, faults: Option<&mut CallFaults>) -> MockResponse {
     let path = call.path.split('?').next().unwrap_or("");
     let post = call.method == "POST";
     let segments: Vec<&str> = path.split('/').collect();
@@ -297,7 +676,7 @@ fn default_response(shared: &Shared, call: &RecordedCall) -> MockResponse {
     let response = if post
         && matches!(segments.as_slice(), ["", tenant, "oauth2", "v2.0", "token"] if !tenant.is_empty())
     {
-        let n = shared.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = shared.tokens.issued.fetch_add(1, Ordering::SeqCst) + 1;
         MockResponse::json(
             200,
             json!({
@@ -310,7 +689,7 @@ fn default_response(shared: &Shared, call: &RecordedCall) -> MockResponse {
     } else if post && is_revoke_path(path) {
         revoked()
     } else if post && path == "/v1.0/$batch" {
-        batch(shared, call)
+        batch(shared, call, faults)
     } else if call.method == "GET" && is_user_path(path) {
         found(path)
     } else {
@@ -319,8 +698,12 @@ fn default_response(shared: &Shared, call: &RecordedCall) -> MockResponse {
             json!({"error": {"code": "Request_ResourceNotFound", "message": "mock: no route"}}),
         )
     };
+    with_graph_ids(response, call)
+}
 
-    if path.starts_with("/v1.0/") || path.starts_with("/beta/") {
+/// On Graph paths, Graph's `request-id` and the caller's `client-request-id` echoed.
+fn with_graph_ids(response: MockResponse, call: &RecordedCall) -> MockResponse {
+    if is_graph_path(&call.path) {
         let mut response = response.header("request-id", &guid());
         if let Some(id) = call.header("client-request-id") {
             response = response.header("client-request-id", id);
@@ -364,7 +747,7 @@ fn is_user_path(path: &str) -> bool {
 
 /// Answers a `$batch`: each item as scripted or as its own request would be, in
 /// reverse order. A body that is not a batch gets Graph's 400.
-fn batch(shared: &Shared, call: &RecordedCall) -> MockResponse {
+fn batch(shared: &Shared, call: &RecordedCall, mut faults: Option<&mut CallFaults>) -> MockResponse {
     let Some(items) = serde_json::from_slice::<serde_json::Value>(&call.body)
         .ok()
         .and_then(|b| b.get("requests").and_then(|r| r.as_array()).cloned())
@@ -384,12 +767,29 @@ fn batch(shared: &Shared, call: &RecordedCall) -> MockResponse {
                 .and_then(|i| script.remove(i))
         };
         let path = format!("/v1.0{}", url.split('?').next().unwrap_or(""));
-        let answer = match scripted {
-            Some(s) => s.response,
-            None if method == "POST" && is_revoke_path(&path) => revoked(),
-            None if method == "GET" && is_user_path(&path) => found(&path),
-            None => MockResponse::json(404, json!({"error": {"code": "Request_ResourceNotFound", "message": "mock: no route"}})),
+        let fault = faults.as_deref_mut().and_then(|f| {
+            let p = &f.plan;
+            let status = f.status([p.item_throttle, p.item_unavailable, p.item_gateway_timeout])?;
+            Some((status, f.retry_after()))
+        });
+        let answer = match (scripted, fault) {
+            (Some(s), _) => s.response,
+            (None, Some((status, retry_after))) => {
+                let mut counts = shared.fault_counts.lock().unwrap();
+                *match status {
+                    429 => &mut counts.items_throttled,
+                    503 => &mut counts.items_unavailable,
+                    _ => &mut counts.items_gateway_timeout,
+                } += 1;
+                fault_answer(status).header("Retry-After", &retry_after)
+            }
+            (None, None) if method == "POST" && is_revoke_path(&path) => revoked(),
+            (None, None) if method == "GET" && is_user_path(&path) => found(&path),
+            (None, None) => MockResponse::json(404, json!({"error": {"code": "Request_ResourceNotFound", "message": "mock: no route"}})),
         };
+        if method == "POST" && is_revoke_path(&path) && (200..300).contains(&answer.status) {
+            shared.record_revocation(url.split('?').next().unwrap_or(""));
+        }
         let headers: serde_json::Map<String, serde_json::Value> =
             answer.headers.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
         let mut response = json!({ "id": id, "status": answer.status, "headers": headers });
@@ -415,6 +815,31 @@ fn is_revoke_path(path: &str) -> bool {
     path.strip_prefix("/v1.0/users('")
         .and_then(|rest| rest.strip_suffix("')/revokeSignInSessions"))
         .is_some_and(one_segment)
+}
+
+/// Now as RFC 3339 UTC, as in Graph's `innerError.date` (`2026-11-25T10:00:00Z`).
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 /// A random version-4-shaped GUID, like Graph's `request-id`.

@@ -1,5 +1,11 @@
 //! Outgoing HTTP: Spin's `allowed_outbound_hosts` check in front of a real HTTP client.
 //!
+//! Like Spin, the allowed hosts are resolved on the instance's first outbound request:
+//! every application variable through the providers (`resolver.prepare()`), once per
+//! instance, shared by its later requests. If that resolution fails (an Azure Key
+//! Vault miss, a variable no provider answers), every outbound request of the instance
+//! is refused with `HTTP-request-denied`, as Spin does.
+//!
 //! An allowed request goes out through `wasmtime_wasi_http::default_send_request` (plain
 //! TCP or TLS, with the guest's request options as timeouts), so the component talks to a
 //! real server, usually the [`MockServer`]. A refused request is recorded (see
@@ -16,10 +22,13 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, Result, WasiBody, WasiHttpHooks};
 
 use crate::allowed_hosts::AllowedHosts;
+use crate::template::Template;
+use crate::variables::{render_prepared, Variables};
 
 /// The `wasi:http` hooks of one request.
 pub(crate) struct OutboundPolicy {
-    pub(crate) allowed: Arc<AllowedHosts>,
+    /// `allowed_outbound_hosts`, resolved on first use by this instance.
+    pub(crate) allowed: AllowedHostsCheck,
     /// Shared with the [`TestApp`](crate::TestApp): every refused URL.
     pub(crate) denied: Arc<Mutex<Vec<String>>>,
     /// Shared with the [`TestApp`](crate::TestApp): allowed by the manifest, but not on
@@ -43,33 +52,70 @@ impl WasiHttpHooks for OutboundPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<()>> + Send>,
     ) -> SendFuture {
-        if !self.allowed.allows(request.uri()) {
-            let url = describe(request.uri());
-            eprintln!("test host: denied outbound request to {url}: not in allowed_outbound_hosts");
-            self.denied.lock().unwrap().push(url);
-            // Dropped inside the future, like Spin drops it in its sending task: a guest
-            // still writing the body sees the stream close only once the guest yields.
-            return Box::new(async move {
-                drop(request);
-                Err(Error::HttpRequestDenied)
-            });
-        }
-        if !is_loopback(request.uri()) {
-            let url = describe(request.uri());
-            eprintln!("test host: kept {url} off the network: tests only reach 127.0.0.1");
-            self.kept_off_network.lock().unwrap().push(url);
-            return Box::new(async move {
-                drop(request);
-                Err(Error::DestinationNotFound)
-            });
-        }
+        let allowed = self.allowed.clone();
+        let denied = self.denied.clone();
+        let kept_off_network = self.kept_off_network.clone();
         Box::new(async move {
+            let url = describe(request.uri());
+            let refusal = match allowed.resolve().await {
+                Ok(hosts) if hosts.allows(request.uri()) => None,
+                Ok(_) => Some("not in allowed_outbound_hosts".to_string()),
+                Err(e) => Some(format!("resolving allowed_outbound_hosts failed: {e}")),
+            };
+            if let Some(reason) = refusal {
+                eprintln!("test host: denied outbound request to {url}: {reason}");
+                denied.lock().unwrap().push(url);
+                // Dropped inside the future, like Spin drops it in its sending task: a
+                // guest still writing the body sees the stream close only once it yields.
+                drop(request);
+                return Err(Error::HttpRequestDenied);
+            }
+            if !is_loopback(request.uri()) {
+                eprintln!("test host: kept {url} off the network: tests only reach 127.0.0.1");
+                kept_off_network.lock().unwrap().push(url);
+                drop(request);
+                return Err(Error::DestinationNotFound);
+            }
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = Result<()>> + Send>,
             ))
         })
+    }
+}
+
+/// One instance's `allowed_outbound_hosts`: resolved on its first outbound request,
+/// then shared by the instance's later ones (Spin's shared `allowed_hosts_future`).
+#[derive(Clone)]
+pub(crate) struct AllowedHostsCheck {
+    variables: Arc<Variables>,
+    templates: Arc<Vec<Template>>,
+    resolved: Arc<tokio::sync::OnceCell<std::result::Result<Arc<AllowedHosts>, String>>>,
+}
+
+impl AllowedHostsCheck {
+    /// A check for a new instance: nothing resolved yet.
+    pub(crate) fn new(variables: Arc<Variables>, templates: Arc<Vec<Template>>) -> AllowedHostsCheck {
+        AllowedHostsCheck { variables, templates, resolved: Default::default() }
+    }
+
+    async fn resolve(&self) -> std::result::Result<Arc<AllowedHosts>, String> {
+        self.resolved
+            .get_or_init(|| async {
+                let values = self.variables.prepare().await?;
+                let hosts = self
+                    .templates
+                    .iter()
+                    .map(|t| render_prepared(t, &values))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .map_err(|e| format!("{e:#}"))?;
+                AllowedHosts::parse(&hosts)
+                    .map(Arc::new)
+                    .map_err(|e| format!("allowed_outbound_hosts resolved to {hosts:?}: {e:#}"))
+            })
+            .await
+            .clone()
     }
 }
 

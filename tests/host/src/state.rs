@@ -4,8 +4,9 @@
 //! resource table); only the key-value store outlives a request. The host does the same,
 //! so a test observes the component as Spin runs it: no state carried in guest memory.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -23,6 +24,8 @@ pub(crate) struct HostState {
     pub(crate) outbound: OutboundPolicy,
     /// Served by `wasi:config/store`.
     pub(crate) variables: Arc<Variables>,
+    /// `wasi:config/store` reads by key, shared by all requests of the app.
+    pub(crate) config_reads: Arc<Mutex<BTreeMap<String, usize>>>,
     /// Served by `wasi:keyvalue/store`.
     pub(crate) key_value: KeyValueAccess,
     /// Watches linear memory as the instance creates and grows it.

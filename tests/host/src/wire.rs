@@ -4,6 +4,8 @@
 //! conversion to what the guest receives (absolute URI, `Host`, Spin's `spin-*` headers)
 //! lives in [`crate::app`].
 
+use std::time::Duration;
+
 /// An incoming request for the component.
 #[derive(Clone, Debug)]
 pub struct TestRequest {
@@ -12,6 +14,18 @@ pub struct TestRequest {
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// `None`: the body in one piece with `content-length` (added unless set).
+    /// `Some`: `transfer-encoding: chunked`, no `content-length`, in pieces.
+    pub chunked: Option<Chunked>,
+}
+
+/// How a chunked body is handed to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunked {
+    /// Bytes per chunk (the last may be shorter); at least 1.
+    pub chunk_size: usize,
+    /// A wait before each chunk after the first (a slow client).
+    pub pause: Option<Duration>,
 }
 
 impl TestRequest {
@@ -21,6 +35,7 @@ impl TestRequest {
             path_and_query: path_and_query.to_string(),
             headers: Vec::new(),
             body: Vec::new(),
+            chunked: None,
         }
     }
 
@@ -40,6 +55,25 @@ impl TestRequest {
 
     pub fn body(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.body = bytes.into();
+        self
+    }
+
+    /// Sends the body chunked, `chunk_size` bytes a chunk, with no `content-length`
+    /// (as a client streaming a body of unknown length does).
+    pub fn chunked(mut self, chunk_size: usize) -> Self {
+        self.chunked = Some(Chunked {
+            chunk_size: chunk_size.max(1),
+            pause: None,
+        });
+        self
+    }
+
+    /// [`TestRequest::chunked`] with a wait of `pause` before each chunk but the first.
+    pub fn chunked_with_pauses(mut self, chunk_size: usize, pause: Duration) -> Self {
+        self.chunked = Some(Chunked {
+            chunk_size: chunk_size.max(1),
+            pause: Some(pause),
+        });
         self
     }
 
@@ -79,6 +113,8 @@ pub struct TestResponse {
     pub stderr: String,
     /// The most linear memory the instance held at once, in bytes (all its memories).
     pub peak_memory_bytes: usize,
+    /// How many bytes of the request body the guest was handed (it may stop early).
+    pub request_body_bytes_read: usize,
 }
 
 impl TestResponse {
