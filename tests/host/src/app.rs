@@ -22,6 +22,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::allowed_hosts::AllowedHosts;
 use crate::component::Component;
+use crate::host_calls::{CountedOutput, HostCalls, RequestCalls, Stdio, Tally};
 use crate::key_value::{KeyValueAccess, SharedMap, DEFAULT_STORE};
 use crate::manifest::Manifest;
 use crate::outbound::OutboundPolicy;
@@ -71,6 +72,8 @@ pub struct TestApp {
     denied: Arc<Mutex<Vec<String>>>,
     kept_off_network: Arc<Mutex<Vec<String>>>,
     request_timeout: Duration,
+    /// What all requests so far made the host do.
+    tally: Arc<Tally>,
 }
 
 impl TestApp {
@@ -133,6 +136,7 @@ impl TestApp {
             denied: Arc::default(),
             kept_off_network: Arc::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            tally: Arc::default(),
         })
     }
 
@@ -240,6 +244,13 @@ impl TestApp {
             .insert(key.to_string(), value.to_vec());
     }
 
+    /// What the requests so far made the host do (calls per interface, stdout writes,
+    /// linear memory), summed over all of them. Counts join when a request's instance is
+    /// dropped, which [`TestApp::send`] awaits.
+    pub fn host_calls(&self) -> HostCalls {
+        self.tally.snapshot()
+    }
+
     /// The keys of the `default` key-value store, sorted.
     pub fn kv_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.store.lock().unwrap().keys().cloned().collect();
@@ -249,8 +260,8 @@ impl TestApp {
 
     fn new_store(&self, stdout: MemoryOutputPipe, stderr: MemoryOutputPipe, peak_memory: Arc<AtomicUsize>) -> Store<HostState> {
         let wasi = WasiCtx::builder()
-            .stdout(stdout)
-            .stderr(stderr)
+            .stdout(CountedOutput::new(stdout, Stdio::Stdout, self.tally.clone()))
+            .stderr(CountedOutput::new(stderr, Stdio::Stderr, self.tally.clone()))
             .envs(&self.environment)
             .build();
         let state = HostState {
@@ -264,7 +275,8 @@ impl TestApp {
             },
             variables: self.variables.clone(),
             key_value: self.key_value.clone(),
-            memory: MemoryWatch::reporting_to(peak_memory),
+            memory: MemoryWatch::reporting_to(peak_memory).tallying(self.tally.clone()),
+            calls: RequestCalls::new(self.tally.clone()),
         };
         let mut store = Store::new(self.component.engine(), state);
         store.limiter(|state| &mut state.memory);

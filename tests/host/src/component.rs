@@ -72,6 +72,7 @@ impl Component {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         HostServices::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        crate::host_calls::count_calls(&mut linker)?;
 
         let pre = linker
             .instantiate_pre(&component)

@@ -45,6 +45,8 @@
 //! - `config`: `wasi:config/store`, serving the component's variables.
 //! - `key_value`: `wasi:keyvalue/store`, the in-memory `default` store.
 //! - `outbound`: the `wasi:http` hook that enforces `allowed_outbound_hosts`.
+//! - `host_calls`: counts the guest's calls per host interface, its stdout writes and
+//!   its linear memory ([`TestApp::host_calls`]), for the benchmark.
 //! - [`wire`]: [`TestRequest`] and [`TestResponse`].
 //! - [`mock`]: [`MockServer`], the identity platform and Graph on loopback.
 //! - [`wit`]: the worlds of the project's `wit/`, to compare with the component's imports.
@@ -59,6 +61,7 @@ pub mod wit;
 mod allowed_hosts;
 mod bindings;
 mod config;
+mod host_calls;
 mod key_value;
 mod outbound;
 mod route;
@@ -68,6 +71,7 @@ mod variables;
 
 pub use app::{AppOptions, TestApp};
 pub use component::Component;
+pub use host_calls::HostCalls;
 pub use manifest::Manifest;
 pub use mock::{MockResponse, MockServer, RecordedCall};
 pub use wire::{TestRequest, TestResponse};
