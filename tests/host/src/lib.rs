@@ -49,12 +49,14 @@
 //!   its linear memory ([`TestApp::host_calls`]), for the benchmark.
 //! - [`wire`]: [`TestRequest`] and [`TestResponse`].
 //! - [`mock`]: [`MockServer`], the identity platform and Graph on loopback.
+//! - [`wasm_layout`]: the component's stack and initial memory, read from the binary.
 //! - [`wit`]: the worlds of the project's `wit/`, to compare with the component's imports.
 
 pub mod app;
 pub mod component;
 pub mod manifest;
 pub mod mock;
+pub mod wasm_layout;
 pub mod wire;
 pub mod wit;
 
