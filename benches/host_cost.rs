@@ -24,7 +24,10 @@
 //! whatever else the machine does falls on all of them alike; figures are over all
 //! rounds. `HOST_COST_SECONDS` (per scenario and round, default 2) and `HOST_COST_ROUNDS`
 //! (default 3) change the length. The 1-minute load average is printed: on a shared
-//! machine, compare only figures from the same run.
+//! machine, compare only figures from the same run. `HOST_COST_ALSO=<path to a .wasm>`
+//! adds a column: a warm revoke through that build (e.g. the one before a change).
+//! `HOST_COST_ONLY=<text>` keeps only the columns whose name contains it (to profile one:
+//! `perf record -e cpu-clock -g` on the bench binary).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -93,7 +96,11 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
     ];
     let start = |component: &Arc<Component>| Arc::new(TestApp::start(component.clone(), &manifest, &variables).unwrap());
     let (hello, health, revoke) = (start(&hello_component), start(&revoke_component), start(&revoke_component));
+    let revoke_request = || {
+        TestRequest::post("/revoke").header("x-api-key", API_KEY).json(&json!({ "userId": "adele.vance@contoso.com" }))
+    };
 
+    let mut components = vec![hello_component.clone(), revoke_component.clone()];
     let mut scenarios = vec![
         Scenario {
             name: "hello (Spin template)",
@@ -110,15 +117,7 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
         Scenario {
             name: "warm revoke",
             app: Some(revoke.clone()),
-            send: sender(
-                revoke,
-                || {
-                    TestRequest::post("/revoke")
-                        .header("x-api-key", API_KEY)
-                        .json(&json!({ "userId": "adele.vance@contoso.com" }))
-                },
-                200,
-            ),
+            send: sender(revoke, revoke_request, 200),
             totals: Totals::default(),
         },
         Scenario {
@@ -135,6 +134,25 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
         },
     ];
 
+    // Another build of the component side by side (e.g. before a change), if asked for.
+    if let Some(path) = std::env::var_os("HOST_COST_ALSO") {
+        let other = Arc::new(Component::load(std::path::Path::new(&path)).unwrap());
+        let app = start(&other);
+        scenarios.insert(
+            3,
+            Scenario {
+                name: "warm revoke, $HOST_COST_ALSO build",
+                app: Some(app.clone()),
+                send: sender(app, revoke_request, 200),
+                totals: Totals::default(),
+            },
+        );
+        components.push(other);
+    }
+    // Only some columns (names containing this text), e.g. to profile one under `perf`.
+    if let Ok(only) = std::env::var("HOST_COST_ONLY") {
+        scenarios.retain(|s| s.name.contains(only.as_str()));
+    }
     for scenario in &scenarios {
         for _ in 0..WARM_UP {
             (scenario.send)().await;
@@ -159,7 +177,7 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
         }
     }
     let load_after = load_average();
-    print_table(&scenarios, &[&hello_component, &revoke_component]);
+    print_table(&scenarios, &components);
     println!();
     println!(
         "{CLIENTS} clients, {rounds} rounds of {:.1} s per column; {} cores; 1-minute load average {load_before:.2} before, {load_after:.2} after.",
@@ -208,12 +226,12 @@ async fn drive(
     done.load(Ordering::Relaxed)
 }
 
-fn print_table(scenarios: &[Scenario], components: &[&Arc<Component>]) {
+fn print_table(scenarios: &[Scenario], components: &[Arc<Component>]) {
     let per_request = |s: &Scenario, d: Duration| d.as_secs_f64() * 1e6 / s.totals.requests as f64;
     let host_cpu = |s: &Scenario| per_request(s, s.totals.process_cpu.saturating_sub(s.totals.mock_cpu));
-    let hello = &scenarios[0];
-    let floor = &scenarios[scenarios.len() - 1];
-    let floor_client = host_cpu(floor);
+    let hello = scenarios.iter().find(|s| s.name.starts_with("hello"));
+    let floor_client = scenarios.iter().find(|s| s.name.starts_with("floor")).map(host_cpu);
+    let rate = |s: &Scenario| s.totals.requests as f64 / s.totals.wall.as_secs_f64();
 
     let row = |label: &str, cell: &dyn Fn(&Scenario) -> String| {
         let cells: Vec<String> = scenarios.iter().map(cell).collect();
@@ -222,17 +240,20 @@ fn print_table(scenarios: &[Scenario], components: &[&Arc<Component>]) {
     let names: Vec<&str> = scenarios.iter().map(|s| s.name).collect();
     println!("| per request, {CLIENTS} concurrent clients | {} |", names.join(" | "));
     println!("|---|{}", "---|".repeat(scenarios.len()));
-    row("requests/s", &|s| format!("{:.0}", s.totals.requests as f64 / s.totals.wall.as_secs_f64()));
-    row("requests/s, ratio to hello", &|s| {
-        let rate = |s: &Scenario| s.totals.requests as f64 / s.totals.wall.as_secs_f64();
-        format!("{:.2}x", rate(s) / rate(hello))
-    });
+    row("requests/s", &|s| format!("{:.0}", rate(s)));
+    if let Some(hello) = hello {
+        row("requests/s, ratio to hello", &|s| format!("{:.2}x", rate(s) / rate(hello)));
+    }
     row("**host CPU per request** (process − mock)", &|s| format!("**{:.0} µs**", host_cpu(s)));
-    row("host CPU per request, ratio to hello", &|s| format!("{:.2}x", host_cpu(s) / host_cpu(hello)));
-    row("host CPU per request less the floor's client (one HTTP call)", &|s| match s.app {
-        Some(_) if s.name == "warm revoke" => format!("{:.0} µs", host_cpu(s) - floor_client),
-        _ => "".into(),
-    });
+    if let Some(hello) = hello {
+        row("host CPU per request, ratio to hello", &|s| format!("{:.2}x", host_cpu(s) / host_cpu(hello)));
+    }
+    if let Some(floor_client) = floor_client {
+        row("host CPU per request less the floor's client (one HTTP call)", &|s| match s.app {
+            Some(_) if s.name.starts_with("warm revoke") => format!("{:.0} µs", host_cpu(s) - floor_client),
+            _ => "".into(),
+        });
+    }
     row("mock CPU per request (subtracted)", &|s| format!("{:.0} µs", per_request(s, s.totals.mock_cpu)));
     row("process CPU per request (all)", &|s| format!("{:.0} µs", per_request(s, s.totals.process_cpu)));
     row("process CPU use (cores busy)", &|s| {
