@@ -27,7 +27,8 @@
 //! machine, compare only figures from the same run. `HOST_COST_ALSO=<path to a .wasm>`
 //! adds a column: a warm revoke through that build (e.g. the one before a change).
 //! `HOST_COST_ONLY=<text>` keeps only the columns whose name contains it (to profile one:
-//! `perf record -e cpu-clock -g` on the bench binary).
+//! `perf record -e cpu-clock` on the bench binary; `TEST_HOST_PERF_MAP=1` makes the test
+//! host write a perf map, so the component's own functions are named).
 
 use std::future::Future;
 use std::path::PathBuf;

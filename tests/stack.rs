@@ -1,5 +1,6 @@
 //! The component's stack: linked small (an instance starts with, and the host zeroes,
-//! fewer pages of linear memory), yet at least twice what the deepest request needs.
+//! fewer pages of linear memory), yet at least twice what the deepest request needs; and
+//! its initial memory, which a warm revoke must not outgrow.
 //!
 //! A stack overflow is a trap: Spin answers a bare 500, and a revoke is lost. So the
 //! size chosen in `.cargo/config.toml` is checked here against the requests that take the
@@ -254,6 +255,25 @@ async fn half_the_linked_stack_is_still_enough() {
             );
         }
     }
+}
+
+/// The initial memory (`--initial-memory` in .cargo/config.toml) holds a warm revoke:
+/// growing memory costs the host more per request than starting with the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_revoke_fits_the_initial_memory() {
+    let linked = std::fs::read(Component::shared().unwrap().path()).unwrap();
+    let initial = memory_layout(&linked).unwrap().initial_pages * PAGE_BYTES;
+    let env = common::start().await;
+    assert_eq!(env.send(revoke("adele.vance@contoso.com")).await.status, 200, "cold");
+    let warm = env.send(revoke("adele.vance@contoso.com")).await;
+    assert_eq!(warm.status, 200, "{}", warm.text());
+    assert!(
+        warm.peak_memory_bytes as u64 <= initial,
+        "a warm revoke grew linear memory to {} KiB, past the initial {} KiB: cut the heap it \
+         uses or raise --initial-memory in .cargo/config.toml",
+        warm.peak_memory_bytes / 1024,
+        initial / 1024
+    );
 }
 
 /// The other side: too small a stack does trap, and `run` reports it, so the two tests

@@ -160,6 +160,10 @@ fn new_engine() -> Result<Engine> {
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // Lets a request deadline interrupt a guest that computes forever.
     config.epoch_interruption(true);
+    // `perf` can name the component's compiled functions (/tmp/perf-<pid>.map).
+    if std::env::var_os("TEST_HOST_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Ok(Engine::new(&config)?)
 }
 
