@@ -285,10 +285,11 @@ fn print_table(scenarios: &[Scenario], components: &[Arc<Component>]) {
     for interface in interfaces {
         row(&format!("calls to `{interface}`"), &|s| calls(s, &|c| c.of(interface)));
     }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for component in components {
         println!(
             "| size of {} | {} KiB |{}",
-            component.path().file_name().unwrap().to_string_lossy(),
+            component.path().strip_prefix(root).unwrap_or(component.path()).display(),
             component.size_bytes() / 1024,
             " |".repeat(scenarios.len() - 1)
         );
