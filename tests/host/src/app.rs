@@ -30,6 +30,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::component::Component;
+use crate::host_calls::{CountedOutput, HostCalls, RequestCalls, Stdio, Tally};
 use crate::key_value::{KeyValueAccess, KeyValueBackend, SharedMap, DEFAULT_STORE};
 use crate::manifest::Manifest;
 use crate::outbound::{AllowedHostsCheck, OutboundPolicy};
@@ -83,6 +84,8 @@ pub struct TestApp {
     kept_off_network: Arc<Mutex<Vec<String>>>,
     request_timeout: Duration,
     config_reads: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// What all requests so far made the host do.
+    tally: Arc<Tally>,
 }
 
 impl TestApp {
@@ -149,6 +152,7 @@ impl TestApp {
             kept_off_network: Arc::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             config_reads: Arc::default(),
+            tally: Arc::default(),
         })
     }
 
@@ -315,6 +319,13 @@ impl TestApp {
         KeyValueBackend(self.store.clone())
     }
 
+    /// What the requests so far made the host do (calls per interface, stdout writes,
+    /// linear memory), summed over all of them. Counts join when a request's instance is
+    /// dropped, which [`TestApp::send`] awaits.
+    pub fn host_calls(&self) -> HostCalls {
+        self.tally.snapshot()
+    }
+
     /// The keys of the `default` key-value store, sorted.
     pub fn kv_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.store.lock().unwrap().keys().cloned().collect();
@@ -324,8 +335,8 @@ impl TestApp {
 
     fn new_store(&self, stdout: MemoryOutputPipe, stderr: MemoryOutputPipe, peak_memory: Arc<AtomicUsize>) -> Store<HostState> {
         let wasi = WasiCtx::builder()
-            .stdout(stdout)
-            .stderr(stderr)
+            .stdout(CountedOutput::new(stdout, Stdio::Stdout, self.tally.clone()))
+            .stderr(CountedOutput::new(stderr, Stdio::Stderr, self.tally.clone()))
             .envs(&self.environment)
             .build();
         let state = HostState {
@@ -340,7 +351,8 @@ impl TestApp {
             variables: self.variables.clone(),
             config_reads: self.config_reads.clone(),
             key_value: self.key_value.clone(),
-            memory: MemoryWatch::reporting_to(peak_memory),
+            memory: MemoryWatch::reporting_to(peak_memory).tallying(self.tally.clone()),
+            calls: RequestCalls::new(self.tally.clone()),
         };
         let mut store = Store::new(self.component.engine(), state);
         store.limiter(|state| &mut state.memory);

@@ -74,6 +74,7 @@ impl Component {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         HostServices::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        crate::host_calls::count_calls(&mut linker)?;
 
         let pre = linker
             .instantiate_pre(&component)
@@ -161,6 +162,10 @@ fn new_engine() -> Result<Engine> {
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // Lets a request deadline interrupt a guest that computes forever.
     config.epoch_interruption(true);
+    // `perf` can name the component's compiled functions (/tmp/perf-<pid>.map).
+    if std::env::var_os("TEST_HOST_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Ok(Engine::new(&config)?)
 }
 

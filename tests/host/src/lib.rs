@@ -50,8 +50,11 @@
 //! - `config`: `wasi:config/store`, serving the component's variables.
 //! - `key_value`: `wasi:keyvalue/store`, the in-memory `default` store.
 //! - `outbound`: the `wasi:http` hook that enforces `allowed_outbound_hosts`.
+//! - `host_calls`: counts the guest's calls per host interface, its stdout writes and
+//!   its linear memory ([`TestApp::host_calls`]), for the benchmark.
 //! - [`wire`]: [`TestRequest`] and [`TestResponse`].
 //! - [`mock`]: [`MockServer`], the identity platform and Graph on loopback.
+//! - [`wasm_layout`]: the component's stack and initial memory, read from the binary.
 //! - [`wit`]: the worlds of the project's `wit/`, to compare with the component's imports.
 
 pub mod app;
@@ -60,6 +63,7 @@ pub mod providers;
 pub mod runtime_config;
 pub mod manifest;
 pub mod mock;
+pub mod wasm_layout;
 pub mod wire;
 pub mod wit;
 
@@ -68,6 +72,7 @@ mod bindings;
 mod builder;
 mod config;
 mod freshness;
+mod host_calls;
 mod key_value;
 mod outbound;
 mod route;
@@ -84,4 +89,5 @@ pub use component::Component;
 pub use manifest::{DeclaredVariable, Manifest};
 pub use mock::{FaultCounts, FaultPlan, MockResponse, MockServer, RecordedCall};
 pub use wire::{Chunked, TestRequest, TestResponse};
+pub use host_calls::HostCalls;
 pub use wit::{world_exports, world_imports};

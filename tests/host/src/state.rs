@@ -12,6 +12,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::host_calls::{RequestCalls, Tally};
 use crate::key_value::KeyValueAccess;
 use crate::outbound::OutboundPolicy;
 use crate::variables::Variables;
@@ -30,6 +31,8 @@ pub(crate) struct HostState {
     pub(crate) key_value: KeyValueAccess,
     /// Watches linear memory as the instance creates and grows it.
     pub(crate) memory: MemoryWatch,
+    /// The guest's calls per host interface, for the benchmark.
+    pub(crate) calls: RequestCalls,
 }
 
 /// A [`wasmtime::ResourceLimiter`] that limits nothing and records the peak of the
@@ -38,12 +41,20 @@ pub(crate) struct MemoryWatch {
     current: usize,
     /// Shared with the request that owns the store, which reads it when the guest is done.
     pub(crate) peak: Arc<AtomicUsize>,
+    /// The app's totals: initial and peak memory over all its instances.
+    app: Option<Arc<Tally>>,
 }
 
 impl MemoryWatch {
     /// A watch that reports its peak into `peak`.
     pub(crate) fn reporting_to(peak: Arc<AtomicUsize>) -> MemoryWatch {
-        MemoryWatch { current: 0, peak }
+        MemoryWatch { current: 0, peak, app: None }
+    }
+
+    /// Also reports each memory's initial size and the peak to the app's totals.
+    pub(crate) fn tallying(mut self, app: Arc<Tally>) -> MemoryWatch {
+        self.app = Some(app);
+        self
     }
 }
 
@@ -51,6 +62,13 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         self.current += desired - current;
         self.peak.fetch_max(self.current, Ordering::Relaxed);
+        if let Some(app) = &self.app {
+            // A memory is created by "growing" it from nothing to its initial size.
+            if current == 0 {
+                app.memory_created(self.current);
+            }
+            app.memory_reached(self.current);
+        }
         Ok(true)
     }
 
