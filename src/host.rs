@@ -156,6 +156,10 @@ fn transport_error(error: SendError) -> TransportError {
                     | ErrorCode::ConnectionLimitReached
                     | ErrorCode::HttpResponseIncomplete
                     | ErrorCode::HttpResponseTimeout
+                    // What wasmtime-wasi-http (Spin's too) reports for a connection the
+                    // server closed before answering: a dropped connection, worth a retry.
+                    // The load test with faults found it reported as lasting.
+                    | ErrorCode::HttpProtocolError
             ),
             code: describe(&code).into(),
         },
