@@ -14,8 +14,15 @@ pub enum Error {
     InvalidRequest(String),
     /// A user id fails the identifier rules; the text names the rule (400).
     InvalidUserId(String),
-    /// Missing or wrong caller credential (401).
+    /// Missing or wrong caller credential (401), challenged for an API key.
     Unauthenticated(String),
+    /// Missing or refused Entra ID access token (401), challenged for a bearer token;
+    /// `error` is RFC 6750's code (`invalid_token`, `invalid_request`), `None` when no
+    /// token was presented. The message never contains the token.
+    TokenUnauthenticated { message: String, error: Option<&'static str> },
+    /// An authenticated caller that a rule (`allowed_callers`, `caller_role`) refuses
+    /// (403); the message names the rule.
+    Forbidden(String),
     /// No route for this path (404).
     NotFound,
     /// A known path with another method (405); `allow` lists the methods it takes.
@@ -39,6 +46,10 @@ pub enum Error {
     UserNotFound { user: String },
     /// Graph is throttling (429); `retry_after` in seconds, passed on.
     Throttled { retry_after: Option<u64> },
+    /// The abuse brake: this request's `users` would take the caller past `limit`
+    /// (`max_revocations`) in the current window, which ends in `retry_after` seconds
+    /// (429 `throttled`, as Graph's own throttling, so automation retries it the same way).
+    Braked { users: u64, limit: u64, retry_after: u64 },
     /// Graph answered 503/504 or could not be reached (503).
     GraphUnavailable { detail: String, retry_after: Option<u64> },
     /// Any other unexpected Graph answer (502); described, never echoed raw.
@@ -56,13 +67,13 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::InvalidRequest(_) | Error::InvalidUserId(_) => 400,
-            Error::Unauthenticated(_) => 401,
-            Error::GraphForbidden { .. } => 403,
+            Error::Unauthenticated(_) | Error::TokenUnauthenticated { .. } => 401,
+            Error::Forbidden(_) | Error::GraphForbidden { .. } => 403,
             Error::NotFound | Error::UserNotFound { .. } => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
-            Error::Throttled { .. } => 429,
+            Error::Throttled { .. } | Error::Braked { .. } => 429,
             Error::Configuration(_) => 500,
             Error::TokenRequestFailed(_) | Error::GraphError(_) => 502,
             Error::GraphUnavailable { .. } | Error::IdentityPlatformUnavailable { .. } => 503,
@@ -75,7 +86,8 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => "invalidRequest",
             Error::InvalidUserId(_) => "invalidUserId",
-            Error::Unauthenticated(_) => "unauthenticated",
+            Error::Unauthenticated(_) | Error::TokenUnauthenticated { .. } => "unauthenticated",
+            Error::Forbidden(_) => "forbidden",
             Error::NotFound => "notFound",
             Error::MethodNotAllowed { .. } => "methodNotAllowed",
             Error::PayloadTooLarge(_) => "payloadTooLarge",
@@ -84,7 +96,7 @@ impl Error {
             Error::TokenRequestFailed(_) => "tokenRequestFailed",
             Error::GraphForbidden { .. } => "graphForbidden",
             Error::UserNotFound { .. } => "userNotFound",
-            Error::Throttled { .. } => "throttled",
+            Error::Throttled { .. } | Error::Braked { .. } => "throttled",
             Error::GraphUnavailable { .. } => "graphUnavailable",
             Error::IdentityPlatformUnavailable { .. } => "identityPlatformUnavailable",
             Error::GraphError(_) => "graphError",
@@ -99,6 +111,13 @@ impl Error {
                 "www-authenticate",
                 r#"APIKey realm="graph-revoke", header="x-api-key""#.to_string(),
             )],
+            Error::TokenUnauthenticated { error, .. } => vec![(
+                "www-authenticate",
+                match error {
+                    Some(error) => format!(r#"Bearer realm="graph-revoke", error="{error}""#),
+                    None => r#"Bearer realm="graph-revoke""#.to_string(),
+                },
+            )],
             Error::MethodNotAllowed { allow } => vec![("allow", allow.to_string())],
             _ => self.retry_after().map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default(),
         }
@@ -110,6 +129,7 @@ impl Error {
             Error::Throttled { retry_after }
             | Error::GraphUnavailable { retry_after, .. }
             | Error::IdentityPlatformUnavailable { retry_after, .. } => *retry_after,
+            Error::Braked { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -120,6 +140,7 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         match self {
             Error::Throttled { .. }
+            | Error::Braked { .. }
             | Error::IdentityPlatformUnavailable { .. }
             | Error::UpstreamTimeout { .. }
             | Error::BodyTimeout { .. } => true,
@@ -135,6 +156,8 @@ impl fmt::Display for Error {
             Error::InvalidRequest(m)
             | Error::InvalidUserId(m)
             | Error::Unauthenticated(m)
+            | Error::TokenUnauthenticated { message: m, .. }
+            | Error::Forbidden(m)
             | Error::PayloadTooLarge(m)
             | Error::UnsupportedMediaType(m)
             | Error::Configuration(m)
@@ -168,6 +191,13 @@ impl fmt::Display for Error {
                 Some(s) => write!(f, "Graph is throttling requests; retry after {s} seconds."),
                 None => f.write_str("Graph is throttling requests; retry later."),
             },
+            Error::Braked { users, limit, retry_after } => write!(
+                f,
+                "This caller may have at most {limit} users revoked per 10-minute window (max_revocations); \
+                 {users} more would pass that, so nothing was revoked. Retry after {retry_after} \
+                 seconds, when the window ends. The limit keeps a leaked caller credential from signing out \
+                 the organisation; if the volume is legitimate, raise max_revocations."
+            ),
             Error::UpstreamTimeout { budget_ms } => write!(
                 f,
                 "No answer from upstream within the time budget (time_budget_ms = {budget_ms}). \
@@ -202,6 +232,8 @@ mod tests {
             (Error::InvalidRequest("x".into()), 400, "invalidRequest"),
             (Error::InvalidUserId("x".into()), 400, "invalidUserId"),
             (Error::Unauthenticated("x".into()), 401, "unauthenticated"),
+            (Error::TokenUnauthenticated { message: "x".into(), error: None }, 401, "unauthenticated"),
+            (Error::Forbidden("x".into()), 403, "forbidden"),
             (Error::GraphForbidden { graph_message: "m".into(), dry_run: false }, 403, "graphForbidden"),
             (Error::UserNotFound { user: "u".into() }, 404, "userNotFound"),
             (Error::NotFound, 404, "notFound"),
@@ -209,6 +241,7 @@ mod tests {
             (Error::PayloadTooLarge("x".into()), 413, "payloadTooLarge"),
             (Error::UnsupportedMediaType("x".into()), 415, "unsupportedMediaType"),
             (Error::Throttled { retry_after: None }, 429, "throttled"),
+            (Error::Braked { users: 1, limit: 1, retry_after: 1 }, 429, "throttled"),
             (Error::Configuration("x".into()), 500, "configurationError"),
             (Error::TokenRequestFailed("x".into()), 502, "tokenRequestFailed"),
             (Error::GraphError("x".into()), 502, "graphError"),
@@ -242,11 +275,30 @@ mod tests {
         );
         assert_eq!(Error::MethodNotAllowed { allow: "POST" }.extra_headers()[0].0, "allow");
         assert_eq!(Error::Unauthenticated("x".into()).extra_headers()[0].0, "www-authenticate");
+        let challenge = |error| Error::TokenUnauthenticated { message: "x".into(), error }.extra_headers();
+        assert_eq!(challenge(None), vec![("www-authenticate", r#"Bearer realm="graph-revoke""#.to_string())]);
+        assert_eq!(
+            challenge(Some("invalid_token")),
+            vec![("www-authenticate", r#"Bearer realm="graph-revoke", error="invalid_token""#.to_string())]
+        );
+        assert!(Error::Forbidden("x".into()).extra_headers().is_empty());
         assert!(Error::Throttled { retry_after: None }.extra_headers().is_empty());
+        assert_eq!(
+            Error::Braked { users: 20, limit: 300, retry_after: 42 }.extra_headers(),
+            vec![("retry-after", "42".to_string())]
+        );
         assert_eq!(
             Error::IdentityPlatformUnavailable { detail: "d".into(), retry_after: Some(4) }.extra_headers(),
             vec![("retry-after", "4".to_string())]
         );
+    }
+
+    #[test]
+    fn the_brake_names_the_setting_and_the_window() {
+        let text = Error::Braked { users: 20, limit: 300, retry_after: 42 }.to_string();
+        for part in ["max_revocations", "300 users revoked per 10-minute window", "20 more", "Retry after 42 seconds", "nothing was revoked"] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
     }
 
     #[test]

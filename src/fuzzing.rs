@@ -11,17 +11,64 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use percent_encoding::percent_decode_str;
 
-pub use crate::batch::read_batch_response;
+pub use crate::graph::batch::read_batch_response;
 pub use crate::error::Error;
 pub use crate::graph::{read_lookup_response, read_revoke_response};
-pub use crate::outbound::OutboundResponse;
-pub use crate::request_body::{
+pub use crate::transport::outbound::OutboundResponse;
+pub use crate::inbound::request_body::{
     check_content_type, check_graph_shaped_body, parse_revoke_body, read_query, RevokeRequest, Users, MAX_BODY_BYTES,
 };
-pub use crate::retry::{parse_retry_after, MAX_RETRY_AFTER};
-pub use crate::route::{route, Route};
-pub use crate::token::read_token_response;
-pub use crate::user_id::UserId;
+pub use crate::transport::retry::{parse_retry_after, MAX_RETRY_AFTER};
+pub use crate::inbound::route::{route, Route};
+pub use crate::identity::token::read_token_response;
+pub use crate::caller::caller_token::Verdict as CallerVerdict;
+
+/// A caller's `Authorization` header checked as the caller check does, against the JWKS
+/// `jwks` (when it parses) and against a fixed one whose key no one holds: what it says of
+/// each. A fixed tenant, login host and audience (`api://graph-revoke`), no rules.
+pub fn verify_caller_token(authorization: &str, jwks: &[u8], now_unix: u64) -> (Option<CallerVerdict>, CallerVerdict) {
+    use crate::caller::caller_token::{verify, CallerPolicy};
+    use crate::caller::jwks::Jwks;
+    use crate::inbound::guid::Guid;
+    let policy = CallerPolicy {
+        tenant: Guid::parse("72f988bf-86f1-41af-91ab-2d7cd011db47").expect("a GUID"),
+        login_base_url: "https://login.microsoftonline.com".into(),
+        audience: "api://graph-revoke".into(),
+        client_id: Guid::parse("11111111-2222-3333-4444-555555555555"),
+        allowed_callers: Vec::new(),
+        caller_role: None,
+    };
+    let from_input = Jwks::parse(jwks).map(|keys| verify(authorization, &keys, &policy, now_unix));
+    let fixed = Jwks::parse(FIXED_JWKS.as_bytes()).expect("the fixed JWKS parses");
+    (from_input, verify(authorization, &fixed, &policy, now_unix))
+}
+
+/// A JWKS whose 2048-bit modulus is random (generated once, its factors thrown away): no
+/// token can carry a signature it verifies, so nothing checked against it may pass. Its
+/// `kid` values are the seeds' (`fuzz/seeds/caller_token`).
+const FIXED_JWKS: &str = concat!(
+    r#"{"keys":[{"kty":"RSA","use":"sig","kid":"k1","e":"AQAB","n":"jHLwCbZ6XR1k6HYDZXZFoqEvSlrCM8Hz4tokHwMF9ns6pDrLov_fESdG2aTg4nw1LGQcAgVh9hcLigNudME6GMX_qXga42F4d6-Asj_I_kUInccLuI1sRy_iK-cnO5vF9BKHQrxAaAEK_gm9rRgHLoWyAer36XXnSL4K4yF9AJ4pPgEB-ZJXkhOSGwmMNAlJ7_sf9QDgpY5FIsptLjB5SiCkQdnIgnoxYmg8v3jnwTt3DSt1stBcjfJMKzr5Yz_B7MUo9MjKgKRzycHEemW3IeK80-frO4VtktX5I2Ywb-Yo1W81lpPS3-tS9gx5is6sEVeA9zDEGquedwr-RNsnMQ"},"#,
+    r#"{"kty":"RSA","kid":"k2","e":"AQAB","n":"jHLwCbZ6XR1k6HYDZXZFoqEvSlrCM8Hz4tokHwMF9ns6pDrLov_fESdG2aTg4nw1LGQcAgVh9hcLigNudME6GMX_qXga42F4d6-Asj_I_kUInccLuI1sRy_iK-cnO5vF9BKHQrxAaAEK_gm9rRgHLoWyAer36XXnSL4K4yF9AJ4pPgEB-ZJXkhOSGwmMNAlJ7_sf9QDgpY5FIsptLjB5SiCkQdnIgnoxYmg8v3jnwTt3DSt1stBcjfJMKzr5Yz_B7MUo9MjKgKRzycHEemW3IeK80-frO4VtktX5I2Ywb-Yo1W81lpPS3-tS9gx5is6sEVeA9zDEGquedwr-RNsnMQ"}]}"#
+);
+
+/// A managed identity endpoint's answer as the component reads it: IMDS or App Service
+/// (`app_service`), system- or user-assigned (`user_assigned`), at `now_unix`.
+pub fn read_identity_response(
+    app_service: bool,
+    user_assigned: bool,
+    response: &OutboundResponse,
+    now_unix: u64,
+) -> Result<crate::identity::token::AccessToken, Error> {
+    use crate::identity::managed_identity::{Endpoint, ManagedIdentity};
+    let endpoint = match app_service {
+        true => Endpoint::AppService { url: "http://localhost:42356/msi/token".into(), header: crate::settings::secret::Secret::new("h") },
+        false => Endpoint::Imds { origin: crate::identity::managed_identity::IMDS_ENDPOINT.into() },
+    };
+    let client_id = user_assigned.then(|| crate::inbound::guid::Guid::from_random_bytes([1; 16]));
+    ManagedIdentity { endpoint, client_id }.read_token_response(response, now_unix)
+}
+pub use crate::inbound::user_id::UserId;
+pub use crate::graph::verification::{judge, Verification};
 
 /// Checks what [`UserId::path_segment`] promises for `id`: the segment is `/{id}` or
 /// `('{id}')`; it holds no `/` after its leading one, no `?`, `#`, `\`, `%2F`, raw `+`
@@ -129,6 +176,28 @@ pub fn check_upstream_error(error: &Error) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a proof judged from an upstream answer (`verify`): a code whenever it is not
+/// verified, a message free of control characters and bounded, and Graph's time passed on
+/// only as a short RFC 3339 UTC date (so nothing else from upstream reaches the answer),
+/// always present when verified.
+pub fn check_verification(verification: &Verification) -> Result<(), String> {
+    let fail = |why: &str| Err(format!("{why}: {verification:?}"));
+    if let Some(date) = &verification.valid_from {
+        if date.len() > 40 || humantime::parse_rfc3339(date).is_err() {
+            return fail("a value that is no RFC 3339 UTC date was passed on");
+        }
+    }
+    match &verification.problem {
+        None if verification.valid_from.is_none() => fail("verified without a date"),
+        None => Ok(()),
+        Some(problem) if problem.code.is_empty() || problem.message.trim().is_empty() => fail("no code or message"),
+        Some(problem) if problem.message.chars().any(char::is_control) || problem.message.len() > 2048 => {
+            fail("upstream text reached the message unfiltered")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +301,9 @@ mod tests {
         assert!(check_error(&Error::Throttled { retry_after: Some(u64::MAX) }).is_err());
         assert!(check_error(&Error::Throttled { retry_after: Some(7) }).is_ok());
         assert!(check_upstream_error(&Error::GraphError("a\nb".into())).is_err());
+        let date = |d: &str| Verification { valid_from: Some(d.into()), problem: None };
+        assert!(check_verification(&date("2026-11-25T10:00:03Z")).is_ok());
+        assert!(check_verification(&date("2026-11-25T10:00:03Z<b>")).is_err());
+        assert!(check_verification(&Verification { valid_from: None, problem: None }).is_err());
     }
 }

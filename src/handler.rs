@@ -4,16 +4,15 @@
 //! Nothing here can fail in a way the caller does not see as JSON: every error
 //! goes through [`response::error`], the one mapping.
 
-use futures::StreamExt;
-use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
-use crate::guid::Guid;
-use crate::host::{self, WasiHost};
-use crate::incoming::Incoming;
-use crate::log::LogLine;
-use crate::response::{self, Reply};
+use crate::inbound::guid::Guid;
+use crate::platform::host::{self, WasiHost};
+use crate::inbound::incoming::Incoming;
+use crate::reply::log::LogLine;
+use crate::reply::response;
 use crate::service::serve;
-use crate::trace::{Correlation, Trace};
+use crate::reply::trace::{Correlation, Trace};
 
 /// Handles one request from start to log line.
 pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
@@ -46,23 +45,30 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         ..Trace::default()
     };
 
-    // The host's error text is dropped: it is of no use to the caller.
-    let body = request.into_body_stream().map(|chunk| chunk.map_err(|_| ()));
+    // Read (lazily) only once the caller is authenticated.
+    let body = host::RequestBody::new(request, host::content_length(incoming.header("content-length")));
     let result = serve(&wasi, &incoming, body, &mut trace).await;
+    // One wall-clock reading: the error's `date` and the log line's `time` both say
+    // when the request ended.
+    let now = host::now_rfc3339();
     let (reply, outcome) = match result {
         Ok(reply) => (reply, trace.outcome),
-        Err(error) => (response::error(&error, &trace.correlation, &host::now_rfc3339()), error.code()),
+        Err(error) => (response::error(&error, &trace.correlation, &now), error.code()),
     };
 
     host::log(
         &LogLine {
-            time: host::now_rfc3339(),
+            time: now,
             method: incoming.method,
             route: trace.route,
             outcome,
             status: reply.status,
             caller: trace.caller,
+            caller_app: trace.caller_app,
             user_ids: trace.user_ids,
+            brake: trace.brake,
+            brake_count: trace.brake_count.map(|(count, _)| count),
+            brake_limit: trace.brake_count.map(|(_, limit)| limit),
             client_request_id: trace.correlation.client_request_id,
             graph_request_id: trace.correlation.graph_request_id,
             outbound_calls: trace.outbound_calls,
@@ -71,16 +77,5 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         }
         .to_json(),
     );
-    write(out, reply).await;
-}
-
-/// Writes the reply; if the host refuses it there is no one left to tell.
-async fn write(out: ResponseOutparam, reply: Reply) {
-    let headers: Vec<(String, Vec<u8>)> = reply.headers.into_iter().map(|(n, v)| (n, v.into_bytes())).collect();
-    let Ok(fields) = Fields::from_list(&headers) else {
-        return;
-    };
-    let response = OutgoingResponse::new(fields);
-    let _ = response.set_status_code(reply.status);
-    let _ = out.set_with_body(response, reply.body).await;
+    host::respond(out, reply.status, reply.headers, &reply.body);
 }

@@ -3,98 +3,63 @@
 //! call behind `Revoke-MgUserSignInSession`). The contract is `SPEC.md`.
 //!
 //! # Layout
-//! A functional core inside a thin imperative shell: everything but `host` and
-//! `handler` reaches the host only through the seam (`seam::Host`) or not at all, and is
-//! unit-tested natively, the request flow against a scripted fake host with a virtual
-//! clock (`fake_host`, tests only). Modules depend one way, from the flow down to the
-//! leaves (`trace`, `error`, `outbound`, `secret`, `guid`, `seam`).
+//! A functional core inside a thin imperative shell, grouped by the stage of the request
+//! (a directory per stage; each module one concern). Everything but `platform::host` and
+//! `handler` reaches the host only through the seam (`platform::seam::Host`) or not at
+//! all, and is unit-tested natively, the request flow against a scripted fake host with a
+//! virtual clock (`platform::fake_host`, tests only). Modules depend one way, from the flow
+//! down to the leaves (`reply::trace`, `error`, `transport::outbound`, `settings::secret`,
+//! `inbound::guid`, `platform::seam`, `crypto`).
 //!
-//! The shell:
 //! - `handler`: the wasi:http edge: the request as plain values, the reply and the log line.
-//! - `host`: the only module that touches WASI: `WasiHost` (the seam on wasi:config,
-//!   key-value, HTTP, clocks, random), plus stdout and the time for the edge.
-//!
-//! The flow (generic over `seam::Host`):
-//! - `service`: one request: route, caller settings, caller, Graph settings, body, then one user or many.
-//! - `incoming`: the request as plain values; its body read within the size cap and the time budget.
-//! - `revocation`: the Graph calls of a request: single calls and `$batch` rounds, results per user.
-//! - `session`: the request's token: cached, fresh (the credential read only then), refreshed once.
-//! - `pipeline`: sends with `Retry-Attempt`, a budget timeout and the retry policy; the time budget.
-//!
-//! The pure core:
-//! - `seam`: the `Host` trait: what the flow needs from the host.
-//! - `trace`: per-request state for the log line and the headers (`Trace`, `Correlation`).
-//! - `route`: which route a method and path name.
-//! - `settings`: Spin variables parsed and checked, in three lazily read parts; what `/healthz` reports.
-//! - `cloud`: which identity platform goes with which Graph (national clouds); a mixed pair is a problem.
-//! - `caller_auth`: the caller's API key, compared in constant time.
-//! - `caller_token`: Entra ID bearer tokens as caller credential: RS256, claims, allowed callers and role.
-//! - `jwks`: the tenant's signing keys: request, answer, cache entry and refetch limits.
-//! - `client_assertion`: the certificate credential's signed client assertion (PS256/RS256, `x5t#S256`).
-//! - `managed_identity`: IMDS and App Service / Container Apps token requests and answers.
-//! - `request_body`: content type, query and JSON body rules (one user, `userIds`, `entities`, `whatIf`).
-//! - `sentinel`: which user a Microsoft Sentinel Account entity names.
-//! - `user_id`: the identifier rules and the one function that puts an id in a URL.
-//! - `guid`: GUIDs in the `8-4-4-4-12` shape.
-//! - `token`: the client-credentials request and what its answer means.
-//! - `graph`: the revoke and lookup requests and what Graph's answers mean.
-//! - `batch`: `$batch` bodies, 20 to a batch, and reading answers back by id.
-//! - `outcome`: what became of each of many users, and the status rule for the answer.
-//! - `outbound`: outbound requests and responses as plain values.
-//! - `retry`: which answers to retry, `Retry-After`, backoff with jitter, when to give up.
-//! - `token_cache`: the cached Graph token's key, format and freshness.
+//! - `service`: one request, step by step: route, caller, Graph settings, body, abuse brake,
+//!   then one user or many (generic over the seam).
+//! - `inbound/`: the request as it arrives: `route`, `incoming` (the body within its size
+//!   cap and the time budget), `request_body` (content type, query, JSON rules),
+//!   `sentinel` (Sentinel Account entities), `user_id` (the id rules and the one function
+//!   that puts an id in a URL), `guid`.
+//! - `caller/`: who is calling and whether they may: the check itself (`mod.rs`: which
+//!   credential is presented, the settings it needs), `caller_auth` (API keys and digests,
+//!   constant time), `caller_token` (Entra ID bearer tokens: RS256, claims, rules), `jwks`
+//!   (the tenant's keys: cache and refetch limits), `brake` (`max_revocations` per caller).
+//! - `settings/`: Spin variables parsed and checked, read lazily in parts; what `/healthz`
+//!   reports; `cloud` (national cloud pairs), `secret` (redacted `Debug`).
+//! - `identity/`: graph-revoke's own token: `session` (cached, fresh, refreshed once),
+//!   `token` (the client-credentials request and its answer), `token_cache`,
+//!   `client_assertion` (the certificate credential's signed assertion, read with `der`),
+//!   `managed_identity` (IMDS and App Service).
+//! - `graph/`: the Graph calls and what the answers mean (`mod.rs`), `batch` (`$batch`
+//!   bodies and answers), `revocation` (single calls and batch rounds, results per user),
+//!   `outcome` (the status rule for many users), `verification` (`verify`: the read-back
+//!   judged).
+//! - `transport/`: `outbound` (requests and answers as plain values), `pipeline` (sends
+//!   with a budget timeout and the retry policy), `retry` (`Retry-After`, backoff, giving up).
+//! - `reply/`: `response` (JSON replies, Graph's OData error shape), `trace` (per-request
+//!   state for the log line and headers), `log` (the one JSON line per request).
+//! - `platform/`: `seam` (the `Host` trait), `host` (the only module that touches WASI),
+//!   `bindings` (generated from `wit/world.wit`), `fake_host` (tests only).
+//! - `crypto/`: RSA for caller tokens and the client assertion: `signer` (RS256 and PS256
+//!   signatures, RS256 verification) on `montgomery` (`modpow` on 32-bit limbs).
 //! - `error`: the one error enum, its status and code.
-//! - `response`: JSON replies: success, many users, health, Graph's OData error shape.
-//! - `log`: the one JSON log line per request.
-//! - `secret`: secrets with a redacted `Debug`.
 //! - `test_keys` (tests only): RSA keys and certificates generated at test time.
-//! - `bindings`: `wasi:config` and `wasi:keyvalue` bindings generated from `wit/world.wit` (used by `host` only).
 //! - `fuzzing`: the pure entry points re-exported for the fuzz targets and property tests (not an API).
 
-mod batch;
-mod bindings;
-mod caller_auth;
-// Issue 8's core, unit-tested but not yet wired into the request flow.
-#[allow(dead_code)]
-mod caller_token;
-#[allow(dead_code)]
-mod client_assertion;
-mod cloud;
+mod caller;
+mod crypto;
 mod error;
-#[cfg(test)]
-mod fake_host;
 #[doc(hidden)]
 pub mod fuzzing;
 mod graph;
-mod guid;
 mod handler;
-mod host;
-mod incoming;
-#[allow(dead_code)]
-mod jwks;
-mod log;
-#[allow(dead_code)]
-mod managed_identity;
-mod outbound;
-mod outcome;
-mod pipeline;
-mod request_body;
-mod response;
-mod retry;
-mod revocation;
-mod route;
-mod seam;
-mod secret;
-mod sentinel;
+mod identity;
+mod inbound;
+mod platform;
+mod reply;
+mod service;
+mod settings;
 #[cfg(test)]
 mod test_keys;
-mod service;
-mod session;
-mod settings;
-mod token;
-mod token_cache;
-mod trace;
-mod user_id;
+mod transport;
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 

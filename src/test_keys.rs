@@ -55,9 +55,19 @@ pub fn jwks_document(kid: &str, key: &PublicKey) -> String {
 
 /// A self-signed certificate for `key`, as `client_certificate` holds it (PEM), and its DER.
 pub fn certificate(key: &PrivateKey) -> (String, Vec<u8>) {
+    certificate_valid(key, Validity::from_now(std::time::Duration::from_secs(3600)).unwrap())
+}
+
+/// A certificate for `key` that expired an hour ago (valid for the hour before).
+pub fn expired_certificate(key: &PrivateKey) -> (String, Vec<u8>) {
+    let now = std::time::SystemTime::now();
+    let at = |ago: u64| x509_cert::time::Time::try_from(now - std::time::Duration::from_secs(ago)).unwrap();
+    certificate_valid(key, Validity::new(at(7200), at(3600)))
+}
+
+fn certificate_valid(key: &PrivateKey, validity: Validity) -> (String, Vec<u8>) {
     let subject = Name::from_str("CN=graph-revoke unit test,O=graph-revoke tests,C=US").unwrap();
     let spki = SubjectPublicKeyInfoOwned::from_key(&key.to_public_key()).unwrap();
-    let validity = Validity::from_now(std::time::Duration::from_secs(3600)).unwrap();
     let builder = CertificateBuilder::new(
         profile::cabf::Root::new(false, subject).unwrap(),
         SerialNumber::from(42u32),

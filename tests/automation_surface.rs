@@ -166,7 +166,8 @@ async fn openapi_json_is_public_and_valid_swagger_2() {
     assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"), "info.version follows Cargo.toml");
     // What the component carries is src/openapi.json, minified.
     assert_eq!(document, read_json("src/openapi.json"));
-    assert!(response.body.len() < 12 * 1024, "the minified document grew to {} bytes", response.body.len());
+    // 12 KiB until `verify` added a body field, two query parameters and the proof's fields.
+    assert!(response.body.len() < 14 * 1024, "the minified document grew to {} bytes", response.body.len());
     assert!(!response.text().contains("\n  "), "the served document is minified");
 
     // Nothing but the document: no token request, no Graph call.
@@ -230,16 +231,18 @@ async fn openapi_json_describes_every_route_for_power_automate() {
     // The request body names every field the component accepts, aliases hidden.
     let request = &document["definitions"]["RevokeRequest"]["properties"];
     let fields: BTreeSet<&str> = request.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(fields, BTreeSet::from(["userId", "UserId", "userPrincipalName", "userIds", "entities", "whatIf"]));
+    assert_eq!(fields, BTreeSet::from(["userId", "UserId", "userPrincipalName", "userIds", "entities", "whatIf", "verify"]));
     for alias in ["UserId", "userPrincipalName"] {
         assert_eq!(request[alias]["x-ms-visibility"], "internal", "{alias}");
     }
     for (path, _) in ROUTES.iter().filter(|(_, m)| *m == "post") {
         let parameters = document["paths"][path]["post"]["parameters"].as_array().unwrap();
-        assert!(
-            parameters.iter().any(|p| p["name"] == "whatIf" && p["in"] == "query" && p["type"] == "boolean"),
-            "{path}: no whatIf query parameter"
-        );
+        for name in ["whatIf", "verify"] {
+            assert!(
+                parameters.iter().any(|p| p["name"] == name && p["in"] == "query" && p["type"] == "boolean"),
+                "{path}: no {name} query parameter"
+            );
+        }
     }
     assert_eq!(env.outbound_calls(), 0);
 }
@@ -347,6 +350,26 @@ async fn many_users_and_dry_run_answers_match_the_documented_schema() {
     let dry_run = env.send(TestRequest::post("/revoke?whatIf=true").header("x-api-key", API_KEY).json(&json!({ "userId": "adele.vance@contoso.com" }))).await;
     assert_eq!(dry_run.status, 200, "{}", dry_run.text());
     assert_eq!(dry_run.json()["whatIf"], true, "{}", dry_run.text());
+    assert_matches_definition(&document, "RevokeResult", &dry_run.json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_answers_match_the_documented_schema() {
+    let env = start().await;
+    let (_, document) = served_document(&env).await;
+    let verify = |body: Value| TestRequest::post("/revoke?verify=true").header("x-api-key", API_KEY).json(&body);
+
+    let verified = env.send(verify(json!({ "userId": "adele.vance@contoso.com" }))).await;
+    assert_eq!(verified.json()["verified"], true, "{}", verified.text());
+    assert_matches_definition(&document, "RevokeResult", &verified.json());
+
+    env.graph.set_stale_reads(true);
+    let stale = env.send(verify(json!({ "userIds": ["adele.vance@contoso.com", "alex.wilber@contoso.com"] }))).await;
+    assert_eq!(stale.json()["results"][1]["verification"]["code"], "staleRead", "{}", stale.text());
+    assert_matches_definition(&document, "RevokeResult", &stale.json());
+
+    let dry_run = env.send(verify(json!({ "userIds": ["adele.vance@contoso.com"], "whatIf": true }))).await;
+    assert!(dry_run.json()["results"][0]["signInSessionsValidFrom"].is_string(), "{}", dry_run.text());
     assert_matches_definition(&document, "RevokeResult", &dry_run.json());
 }
 

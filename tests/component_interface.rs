@@ -14,7 +14,11 @@ fn the_component_imports_only_what_the_world_names() {
     assert!(!imports.is_empty());
     let outside: Vec<_> = imports.iter().filter(|i| !allowed.contains(i)).collect();
     assert!(outside.is_empty(), "imports outside wit/world.wit: {outside:?}\nallowed: {allowed:?}");
-    for needed in ["wasi:config/store@0.2.0-draft-2024-09-27", "wasi:http/outgoing-handler@0.2.6"] {
+    for needed in [
+        "wasi:config/store@0.2.0-draft-2024-09-27",
+        "wasi:keyvalue/atomics@0.2.0-draft2",
+        "wasi:http/outgoing-handler@0.2.6",
+    ] {
         assert!(imports.iter().any(|i| i == needed), "{needed} not imported: {imports:?}");
     }
 }

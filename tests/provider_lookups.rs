@@ -17,6 +17,9 @@
 //!   vault).
 
 mod common;
+#[path = "../src/test_keys.rs"]
+#[allow(dead_code)]
+mod test_keys;
 
 use std::time::{Duration, Instant};
 
@@ -34,8 +37,27 @@ const WRONG_KEY: &str = "not-the-key-0123456789abcdef0123456789ab";
 /// Where `runtime-config/vault.toml` keeps the secrets: `<mount>/<prefix>/<variable>`.
 const VAULT_PATH: &str = "secret/graph-revoke";
 /// Every application variable of spin.toml.
-const ALL_VARIABLES: [&str; 8] =
-    ["api_keys", "client_id", "client_secret", "graph_base_url", "login_base_url", "max_users", "tenant_id", "time_budget_ms"];
+const ALL_VARIABLES: [&str; 19] = [
+    "allowed_callers",
+    "api_keys",
+    "caller_audience",
+    "caller_role",
+    "caller_tenant_id",
+    "client_certificate",
+    "client_id",
+    "client_private_key",
+    "client_secret",
+    "credential",
+    "graph_base_url",
+    "login_base_url",
+    "managed_identity_client_id",
+    "managed_identity_endpoint",
+    "managed_identity_header",
+    "max_revocations",
+    "max_users",
+    "tenant_id",
+    "time_budget_ms",
+];
 
 /// The documented ways to give the component its settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,41 +84,22 @@ struct Deployment {
     graph: MockServer,
 }
 
-/// The variables that are not secrets, all set, as in the issue's measurement.
+/// The variables that are not secrets, all set, as the documented environment-first
+/// layouts set them ([`RuntimeConfig::environment_first_settings`]).
 fn non_secrets(login: &MockServer, graph: &MockServer) -> Vec<(&'static str, String)> {
-    vec![
-        ("tenant_id", TENANT.to_string()),
-        ("client_id", CLIENT_ID.to_string()),
-        ("login_base_url", login.base_url()),
-        ("graph_base_url", graph.base_url()),
-        ("time_budget_ms", "25000".to_string()),
-        ("max_users", "100".to_string()),
-    ]
+    RuntimeConfig::environment_first_settings(TENANT, CLIENT_ID, &login.base_url(), &graph.base_url())
 }
 
 /// `runtime-config/vault.toml` without its environment provider: the vault alone.
 fn vault_alone_config() -> RuntimeConfig {
-    let text = RuntimeConfig::load_project("runtime-config/vault.toml").unwrap().text().to_string();
-    let alone = text.replacen("[[variables_provider]]\ntype = \"env\"\n\n", "", 1);
-    assert_ne!(alone, text, "runtime-config/vault.toml no longer lists the environment first the expected way");
-    let config = RuntimeConfig::from_str(&alone).unwrap();
+    let config = RuntimeConfig::vault_alone().unwrap();
     assert_eq!(config.chain_kinds(), [ProviderKind::Vault, ProviderKind::Env]);
     config
 }
 
 /// spin.toml with the two secrets as application variables Key Vault can hold.
 fn key_vault_manifest() -> Manifest {
-    let mut text = Manifest::load_default().unwrap().text().to_string();
-    for (from, to) in [
-        ("client_secret = { default = \"\", secret = true }", "clientsecret = { required = true, secret = true }"),
-        ("api_keys = { default = \"\", secret = true }", "apikeys = { required = true, secret = true }"),
-        ("client_secret = \"{{ client_secret }}\"", "client_secret = \"{{ clientsecret }}\""),
-        ("api_keys = \"{{ api_keys }}\"", "api_keys = \"{{ apikeys }}\""),
-    ] {
-        assert!(text.contains(from), "spin.toml no longer has {from:?}; update key_vault_manifest()");
-        text = text.replacen(from, to, 1);
-    }
-    Manifest::from_str(&text).unwrap()
+    Manifest::load_default().unwrap().with_key_vault_names().unwrap()
 }
 
 fn builder(manifest: &Manifest) -> AppBuilder {
@@ -212,20 +215,19 @@ async fn the_documented_runtime_configs_list_the_environment_first_and_spin_appe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spin_resolves_every_application_variable_once_per_graph_calling_request() {
     // Per layout: the variables asked of the vault, and the environment lookups, for the
-    // eight application variables resolved once each.
+    // nineteen application variables resolved once each.
     for (layout, asked_of_vault, env_lookups) in [
-        (Layout::EnvOnly, &[][..], 8),
-        // The vault first: asked for all eight; the six it lacks then from the environment.
-        (Layout::VaultAlone, &ALL_VARIABLES[..], 6),
-        // The environment first: it answers six and misses the two the vault holds.
-        (Layout::EnvThenVaultPlainKeys, &["api_keys", "client_secret"][..], 8),
-        (Layout::KeyVault, &["apikeys", "clientsecret"][..], 8),
+        (Layout::EnvOnly, &[][..], 19),
+        // The vault first: asked for all nineteen; the seventeen it lacks then from the environment.
+        (Layout::VaultAlone, &ALL_VARIABLES[..], 17),
+        // The environment first: it answers seventeen and misses the two the vault holds.
+        (Layout::EnvThenVaultPlainKeys, &["api_keys", "client_secret"][..], 19),
+        (Layout::KeyVault, &["apikeys", "clientsecret"][..], 19),
     ] {
         let costs = deploy(layout).await.costs().await;
         for (route, lookups) in [("cold", &costs.cold), ("warm", &costs.warm)] {
             let check = lookups.caused_by(LookupCause::OutboundCheck);
-            let expected: std::collections::BTreeMap<String, usize> = asked_of_vault.iter().map(|n| (n.to_string(), 1)).collect();
-            assert_eq!(check.vault_by_variable(), expected, "{layout:?} {route}: {check}");
+            assert_eq!(check.vault_by_variable(), each_once(asked_of_vault), "{layout:?} {route}: {check}");
             assert_eq!(check.of_kind(ProviderKind::Env), env_lookups, "{layout:?} {route}: {check}");
         }
         for (route, lookups) in [("healthz", &costs.healthz), ("rejected", &costs.rejected)] {
@@ -395,17 +397,23 @@ async fn an_application_variable_only_key_vault_could_answer_refuses_every_outbo
 }
 
 // ---------------------------------------------------------------------------------------
-// The component as it is: it reads lazily (the caller check reads `api_keys` alone, the
-// client secret only to fetch a token). Before it did (it read all eight variables on
-// every request but `/openapi.json`), the model gave exactly the issue's table measured in
-// real Spin 4.0.2 and 3.6.3: vault alone 16 per warm revoke, 8 per /healthz, 8 per
-// rejected request; environment first 4, 2 and 2; key digests in the environment still 1
-// per rejected request. These pin what lazy reads changed.
+// The component as it is: it reads lazily (the caller check reads `api_keys` alone, which
+// credential once the caller is known, the client secret only to fetch a token). Before it
+// did (it read all eight variables of the time on every request but `/openapi.json`), the
+// model gave exactly the issue's table measured in real Spin 4.0.2 and 3.6.3: vault alone
+// 16 per warm revoke, 8 per /healthz, 8 per rejected request; environment first 4, 2 and
+// 2; key digests in the environment still 1 per rejected request. These pin what lazy
+// reads changed. The vault alone pays for every variable spin.toml declares (Spin's own
+// resolution, 19: the abuse brake's `max_revocations`, the four caller token settings and
+// the six credential settings came after the measurement) and for every read (9 on a warm
+// revoke: `api_keys`, the six Graph settings, `max_revocations`, `credential`; 10 on a cold
+// one: `client_secret` too). The environment-first layouts set them all in the environment
+// and pay nothing for them.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lazily_the_vault_alone_costs_15_per_warm_revoke_and_1_per_rejected_request() {
+async fn lazily_the_vault_alone_costs_28_per_warm_revoke_and_1_per_rejected_request() {
     let costs = deploy(Layout::VaultAlone).await.costs().await;
-    assert_eq!(costs.vault(), [15, 8, 1, 16], "warm, healthz, rejected, cold");
+    assert_eq!(costs.vault(), [28, 11, 1, 29], "warm, healthz, rejected, cold");
     assert_eq!(costs.warm.caused_by(LookupCause::ComponentRead).of_variable("client_secret"), 0, "{}", costs.warm);
 }
 
@@ -460,4 +468,62 @@ async fn target_a_rejected_caller_reads_only_the_caller_credential() {
         let read: Vec<&str> = rejected.entries().map(|(name, _, _, _)| name).collect();
         assert!(read.iter().all(|n| *n == "api_keys"), "{layout:?}: {rejected}");
     }
+}
+
+/// `runtime-config/vault.toml` with Entra ID caller tokens instead of API keys: the token
+/// settings are not secrets and live in the environment with the rest (`api_keys` empty);
+/// `configure` adds the app credential. Returns the deployment and its lookups for
+/// `/healthz`, a refused token, a cold and a warm revoke.
+async fn caller_token_costs(configure: impl FnOnce(AppBuilder) -> AppBuilder) -> (Deployment, [ProviderLookups; 4]) {
+    use common::tokens::{bearer, jwks, signer, token, v2_claims, AUDIENCE, KID, TENANT_ID};
+    let login = MockServer::start().await;
+    let graph = MockServer::start_trusting(&login).await;
+    login.set_jwks(&jwks(KID, signer()));
+    let b = builder(&Manifest::load_default().unwrap())
+        .runtime_config(RuntimeConfig::load_project("runtime-config/vault.toml").unwrap())
+        .variables(non_secrets(&login, &graph))
+        .variable("caller_audience", AUDIENCE)
+        .variable("caller_tenant_id", TENANT_ID)
+        .variable("api_keys", "");
+    let d = Deployment { app: configure(b).start().unwrap(), login, graph };
+    let as_caller = |authorization: &str| {
+        TestRequest::post("/revoke").header("authorization", authorization).json(&serde_json::json!({ "userId": "adele@contoso.com" }))
+    };
+    let good = bearer(&token(&v2_claims(&d.login.base_url())));
+    let healthz = d.cost(TestRequest::get("/healthz"), 200).await;
+    let rejected = d.cost(as_caller("Bearer not.a.token"), 401).await;
+    let cold = d.cost(as_caller(&good), 200).await;
+    let warm = d.cost(as_caller(&good), 200).await;
+    (d, [healthz, rejected, cold, warm])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_caller_tokens_cost_no_lookup_on_a_rejected_request_and_1_per_warm_revoke() {
+    // Only the client secret is in Vault.
+    let (d, [healthz, rejected, cold, warm]) =
+        caller_token_costs(|b| b.vault_secret(&format!("{VAULT_PATH}/client_secret"), CLIENT_SECRET)).await;
+    assert_eq!([warm.vault(), healthz.vault(), rejected.vault(), cold.vault()], [1, 1, 0, 2], "warm, healthz, rejected, cold: {warm}");
+    assert_eq!(warm.caused_by(LookupCause::ComponentRead).vault(), 0, "the one lookup is Spin's resolution of client_secret: {warm}");
+    assert_eq!((d.login.jwks_fetches(), d.login.token_requests(), d.graph.calls().len()), (1, 1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_caller_tokens_and_a_certificate_key_in_vault_cost_1_per_warm_revoke() {
+    // Issue 13's third target: the certificate's private key the only secret, in Vault; the
+    // certificate (not a secret) in the environment, the client secret set empty there (an
+    // empty value is an answer), the key not (the environment would answer it first).
+    let key = test_keys::other();
+    let (certificate, _) = test_keys::certificate(key);
+    let (d, [_, rejected, cold, warm]) = caller_token_costs(|b| {
+        b.variable("credential", "certificate")
+            .variable("client_certificate", &certificate)
+            .variable("client_secret", "")
+            .without_variable("client_private_key")
+            .vault_secret(&format!("{VAULT_PATH}/client_private_key"), &test_keys::private_key_pem(key))
+    })
+    .await;
+    assert_eq!([warm.vault(), rejected.vault(), cold.vault()], [1, 0, 2], "warm, rejected, cold: {warm}");
+    assert_eq!(warm.caused_by(LookupCause::ComponentRead).vault(), 0, "the one lookup is Spin's resolution of client_private_key: {warm}");
+    assert_eq!(cold.caused_by(LookupCause::ComponentRead).vault(), 1, "client_private_key, read to sign: {cold}");
+    assert_eq!((d.login.token_requests(), d.graph.calls().len()), (1, 2), "one token, signed with the key from Vault");
 }

@@ -12,7 +12,8 @@
 //! - the most users one request may name (`max_users`), and the longest id list a 64 KiB
 //!   body holds (with `max_users` raised to let all of it through, and at the default);
 //! - a cold start (token request), a throttled call (retry), a Graph error, a 64 KiB id,
-//!   the Graph-shaped route, `/healthz` and `/openapi.json`.
+//!   the Graph-shaped route, `/healthz` and `/openapi.json`;
+//! - `verify`: a read-back answered with the deepest JSON, and `max_users` users read back.
 //!
 //! [`with_stack_bytes`] gives the same binary a smaller stack (the stack pointer starts
 //! lower; code, data and memory stay as linked), so the margin is tested, not assumed:
@@ -139,7 +140,8 @@ fn worst_cases() -> Vec<Case> {
             200,
         ),
         Case {
-            variables: vec![("max_users", "100000".into())],
+            // The brake on, with a limit the longest list stays within.
+            variables: vec![("max_users", "100000".into()), ("max_revocations", "100000".into())],
             ..case("the longest id list, all revoked", revoke_body(longest_id_list()), 200)
         },
         case("the longest id list, over max_users", revoke_body(longest_id_list()), 413),
@@ -161,6 +163,22 @@ fn worst_cases() -> Vec<Case> {
             TestRequest::post(&format!("/users/{OBJECT_ID}/revokeSignInSessions")).header("x-api-key", API_KEY),
             200,
         ),
+        Case {
+            script: |_, graph| {
+                let deep = format!(r#"{{"id":"x","signInSessionsValidFromDateTime":"2026-01-01T00:00:00Z","deep":{}}}"#, nested(DEEPEST - 1, true));
+                graph.enqueue("GET", "/v1.0/users/", MockResponse::json(200, serde_json::from_str(&deep).unwrap()));
+            },
+            says: "staleRead",
+            ..case("verify: the read-back answers with the deepest JSON", revoke_at("/revoke?verify=true", format!(r#"{{"userId":"{OBJECT_ID}"}}"#)), 200)
+        },
+        Case {
+            says: "\"verified\":true",
+            ..case(
+                "verify: max_users (100) users revoked, then read back",
+                TestRequest::post("/revoke?verify=true").header("x-api-key", API_KEY).json(&json!({ "userIds": many })),
+                200,
+            )
+        },
         case("/healthz", TestRequest::get("/healthz"), 200),
         case("/openapi.json", TestRequest::get("/openapi.json"), 200),
     ]

@@ -1,9 +1,12 @@
 //! Graph's answer to a `$batch` (outer status, headers, body): items only from a 200 or
-//! 424; each item's answer then read as a single call's, with the same promises.
+//! 424; each item's answer then read as a single call's, with the same promises (a
+//! lookup also judged as the read-back of `verify`).
 
 #![no_main]
 
-use graph_revoke::fuzzing::{retry_after_clocks, read_batch_response, read_lookup_response, read_revoke_response, UserId};
+use graph_revoke::fuzzing::{
+    check_verification, judge, retry_after_clocks, read_batch_response, read_lookup_response, read_revoke_response, UserId,
+};
 use libfuzzer_sys::fuzz_target;
 
 mod common;
@@ -21,10 +24,12 @@ fuzz_target!(|data: &[u8]| {
                     Ok(_) => assert!((200..300).contains(&item.status)),
                     Err(error) => common::upstream_error(&error),
                 }
-                match read_lookup_response(item, &user, now) {
+                let read = read_lookup_response(item, &user, now);
+                match &read {
                     Ok(_) => assert!((200..300).contains(&item.status)),
-                    Err(error) => common::upstream_error(&error),
+                    Err(error) => common::upstream_error(error),
                 }
+                common::holds(check_verification(&judge(read.as_ref(), retry_after_clocks()[1], 25_000)));
             }
         }
         Err(error) => common::upstream_error(&error),

@@ -3,6 +3,8 @@
 //! and assertions every test wants (nothing leaked, nothing sent).
 #![allow(dead_code)]
 
+pub mod tokens;
+
 use graph_revoke_test_host::{Component, Manifest, MockServer, TestApp, TestRequest, TestResponse};
 
 pub const TENANT: &str = "contoso.onmicrosoft.com";
@@ -61,6 +63,11 @@ pub async fn start() -> Env {
     start_with(&[]).await
 }
 
+/// Each of `names` read (or looked up) once: what a count per variable should be.
+pub fn each_once(names: &[&str]) -> std::collections::BTreeMap<String, usize> {
+    names.iter().map(|n| (n.to_string(), 1)).collect()
+}
+
 /// `POST /revoke` for one user, authenticated.
 pub fn revoke(user_id: &str) -> TestRequest {
     TestRequest::post("/revoke")
@@ -90,15 +97,25 @@ impl Env {
     }
 }
 
-/// No secret, token or key in the body, a header, or what the component printed.
+/// No secret, token or key in the body, a header, or what the component printed: not
+/// the client secret, an API key, a Graph token of the mock, a caller's JWT (every JWT
+/// starts `eyJ`, the base64url of `{"`), nor `Bearer ` followed by anything token-like (8
+/// or more token68 characters; prose such as `Bearer <access token>` and the challenge
+/// `Bearer realm="..."` are not).
 pub fn assert_nothing_leaked(response: &TestResponse) {
     let mut places = vec![("body", response.text()), ("stdout", response.stdout.clone()), ("stderr", response.stderr.clone())];
     for (name, value) in &response.headers {
         places.push(("header", format!("{name}: {value}")));
     }
+    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
     for (place, text) in places {
-        for secret in [CLIENT_SECRET, API_KEY, SECOND_API_KEY, TOKEN_PREFIX, "Bearer "] {
+        for secret in [CLIENT_SECRET, API_KEY, SECOND_API_KEY, TOKEN_PREFIX, "eyJ"] {
             assert!(!text.contains(secret), "{secret:?} leaked into the {place}: {text}");
+        }
+        for (at, _) in text.match_indices("Bearer ") {
+            let after = &text[at + "Bearer ".len()..];
+            let run = after.chars().take_while(|c| token68(*c)).count();
+            assert!(run < 8, "a bearer token leaked into the {place}: {text}");
         }
     }
 }

@@ -12,8 +12,10 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     with: {
         "wasi:keyvalue/store.bucket": crate::key_value::Bucket,
+        "wasi:keyvalue/atomics.cas": crate::key_value::Cas,
     },
 });
 
 pub(crate) use wasi::config::store as config_store;
+pub(crate) use wasi::keyvalue::atomics as keyvalue_atomics;
 pub(crate) use wasi::keyvalue::store as keyvalue_store;

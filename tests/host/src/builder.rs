@@ -80,6 +80,13 @@ impl AppBuilder {
         self.env(&name, value)
     }
 
+    /// No `SPIN_VARIABLE_<NAME>` (undoes [`AppBuilder::variable`]): the providers after the
+    /// environment answer it.
+    pub fn without_variable(mut self, name: &str) -> Self {
+        self.environment.remove(&env_name(DEFAULT_ENV_PREFIX, name));
+        self
+    }
+
     /// `SPIN_VARIABLE_<NAME>=<value>` for each pair.
     pub fn variables<N: AsRef<str>, V: AsRef<str>>(mut self, pairs: impl IntoIterator<Item = (N, V)>) -> Self {
         for (name, value) in pairs {

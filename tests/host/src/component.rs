@@ -54,13 +54,25 @@ impl Component {
             .map_err(anyhow::Error::msg)
     }
 
+    /// Spin's hello-world template (`benches/hello`), the benchmarks' yardstick: the file
+    /// is `$HELLO_WASM` if set, else where `./scripts/bench` builds it,
+    /// `<target>/hello/wasm32-wasip2/release/bench_hello.wasm`.
+    pub fn hello() -> Result<Component> {
+        let path = match std::env::var_os("HELLO_WASM") {
+            Some(path) => PathBuf::from(path),
+            None => target_dir().join("hello/wasm32-wasip2/release/bench_hello.wasm"),
+        };
+        Component::load(&path)
+            .context("build the hello component first: ./scripts/bench does, or see benches/hello/Cargo.toml")
+    }
+
     /// Compiles and links the component at `path` (uncached).
     pub fn load(path: &Path) -> Result<Component> {
         if !path.is_file() {
             bail!(
-                "component {} not found: build it first with \
-                 `cargo build --target wasm32-wasip2 --release` at the workspace root \
-                 (or run the repository's test script), or point GRAPH_REVOKE_WASM at a .wasm file",
+                "component {} not found: build it first with `./scripts/build` \
+                 (`cargo build --target wasm32-wasip2 --release`, then wasm-opt) at the workspace \
+                 root (or run the repository's test script), or point GRAPH_REVOKE_WASM at a .wasm file",
                 path.display()
             );
         }
@@ -88,7 +100,7 @@ impl Component {
                     .collect();
                 format!(
                     "the test host cannot run {}; it provides WASI 0.2, wasi:http, \
-                     wasi:config/store and wasi:keyvalue/store; the component imports {imports:?}",
+                     wasi:config/store and wasi:keyvalue/store and atomics; the component imports {imports:?}",
                     path.display()
                 )
             })?;
@@ -188,12 +200,16 @@ fn default_path() -> PathBuf {
     if let Some(path) = std::env::var_os("GRAPH_REVOKE_WASM") {
         return PathBuf::from(path);
     }
+    target_dir().join("wasm32-wasip2/release/graph_revoke.wasm")
+}
+
+/// `$CARGO_TARGET_DIR` (relative to the workspace root) or `<workspace>/target`.
+fn target_dir() -> PathBuf {
     let root = workspace_root();
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+    match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir),
         None => root.join("target"),
-    };
-    target.join("wasm32-wasip2/release/graph_revoke.wasm")
+    }
 }
 
 /// Fails when the `.wasm` is older than its sources (see [`crate::freshness`]): `cargo

@@ -42,9 +42,9 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 
 /// How to make the check pass.
-const REBUILD: &str = "rebuild it with `cargo build --target wasm32-wasip2 --release` at the \
-                       workspace root (./scripts/test does this first), or set GRAPH_REVOKE_WASM \
-                       to test a .wasm file of your choice";
+const REBUILD: &str = "rebuild it with `./scripts/build` (`cargo build --target wasm32-wasip2 --release`, \
+                       then wasm-opt, as it ships; ./scripts/test does this first), or set \
+                       GRAPH_REVOKE_WASM to test a .wasm file of your choice";
 
 /// `Err` naming the newer (or missing) source when `wasm` is older than what it was built
 /// from; `root` is the workspace root (where `Cargo.lock` and `src/` are).

@@ -33,7 +33,7 @@ use wasmtime_wasi_http::{WasiHttp, WasiHttpView};
 use crate::state::HostState;
 
 /// The interfaces counted, in the order of [`RequestCalls::counts`].
-const INTERFACES: [&str; 18] = [
+const INTERFACES: [&str; 19] = [
     "wasi:config/store",
     "wasi:keyvalue/store",
     "wasi:http/outgoing-handler",
@@ -52,6 +52,7 @@ const INTERFACES: [&str; 18] = [
     "wasi:cli/environment",
     "wasi:cli/exit",
     "wasi:cli/terminal-*",
+    "wasi:keyvalue/atomics",
 ];
 const CONFIG: usize = 0;
 const KEY_VALUE: usize = 1;
@@ -71,6 +72,7 @@ const STDIN: usize = 14;
 const ENVIRONMENT: usize = 15;
 const EXIT: usize = 16;
 const TERMINAL: usize = 17;
+const KEY_VALUE_ATOMICS: usize = 18;
 
 /// What the requests of one app made the host do, summed since the app started (see
 /// [`TestApp::host_calls`](crate::TestApp::host_calls)). Subtract two snapshots with
@@ -112,6 +114,11 @@ impl HostCalls {
     /// `wasi:keyvalue/store`: opening the store, reads, writes, the bucket's drop.
     pub fn key_value_calls(&self) -> u64 {
         self.of("wasi:keyvalue/store")
+    }
+
+    /// `wasi:keyvalue/atomics`: the abuse brake's `increment`s.
+    pub fn key_value_increments(&self) -> u64 {
+        self.of("wasi:keyvalue/atomics")
     }
 
     /// `wasi:clocks/*`: `now`, `resolution`, `subscribe-*`.
@@ -263,6 +270,7 @@ pub(crate) fn count_calls(linker: &mut Linker<HostState>) -> anyhow::Result<()> 
     http::http::types::add_to_linker::<HostState, WasiHttp>(l, &(&options).into(), counting!(HTTP_TYPES, |s| s.http()))?;
     crate::bindings::config_store::add_to_linker::<HostState, HasSelf<HostState>>(l, counting!(CONFIG, |s| s))?;
     crate::bindings::keyvalue_store::add_to_linker::<HostState, HasSelf<HostState>>(l, counting!(KEY_VALUE, |s| s))?;
+    crate::bindings::keyvalue_atomics::add_to_linker::<HostState, HasSelf<HostState>>(l, counting!(KEY_VALUE_ATOMICS, |s| s))?;
     l.allow_shadowing(false);
     Ok(())
 }

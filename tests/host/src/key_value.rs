@@ -1,10 +1,18 @@
-//! `wasi:keyvalue/store`: the app's `default` store, in memory.
+//! `wasi:keyvalue/store` and `wasi:keyvalue/atomics`: the app's `default` store, in memory.
 //!
 //! Spin gives an application one `default` store (a SQLite file) that every request of
-//! every instance shares; the component keeps its Graph token there. Here the store is a
-//! map shared by all requests of one [`TestApp`], which tests can also read and change
+//! every instance shares; the component keeps its Graph token and the abuse brake's
+//! counters there. Here the store is a map shared by all requests of one [`TestApp`] (or
+//! of several, through one [`KeyValueBackend`]), which tests can also read and change
 //! directly. Access follows Spin: a label the manifest's `key_value_stores` does not list
 //! is `access-denied`; a listed label the host has no store for is `no-such-store`.
+//!
+//! `increment` adds under the map's lock, so concurrent requests of every app sharing
+//! the backend see one sum, as with Spin's SQLite store (a transaction) or Redis
+//! (`INCRBY`). It keeps a counter as Spin's SQLite store does, 8 little-endian bytes of
+//! an `i64`; a value of any other length is an error (Spin's SQLite store panics on it,
+//! Redis answers "value is not an integer"). Compare-and-swap is served too (a `cas`
+//! remembers the value it saw; `swap` writes only if that is still the value).
 //!
 //! [`TestApp`]: crate::TestApp
 
@@ -13,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Resource;
 
+use crate::bindings::keyvalue_atomics::{self, CasError, HostCas};
 use crate::bindings::keyvalue_store::{Error, Host, HostBucket, KeyResponse};
 use crate::state::HostState;
 
@@ -41,6 +50,17 @@ impl KeyValueBackend {
         self.0.lock().unwrap().get(key).cloned()
     }
 
+    /// A counter `increment` keeps, as any replica would read it; `None` when absent or
+    /// not a counter.
+    pub fn counter(&self, key: &str) -> Option<i64> {
+        decode_counter(self.0.lock().unwrap().get(key)?)
+    }
+
+    /// Sets a value, as a replica or an operator would.
+    pub fn set(&self, key: &str, value: &[u8]) {
+        self.0.lock().unwrap().insert(key.to_string(), value.to_vec());
+    }
+
     /// The keys, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.0.lock().unwrap().keys().cloned().collect();
@@ -52,6 +72,18 @@ impl KeyValueBackend {
 /// What a guest's `bucket` handle refers to.
 pub struct Bucket {
     map: SharedMap,
+}
+
+/// What a guest's `cas` handle refers to: a key and the value seen when it was made.
+pub struct Cas {
+    map: SharedMap,
+    key: String,
+    seen: Option<Vec<u8>>,
+}
+
+/// A counter's value as Spin's SQLite store keeps it.
+pub(crate) fn decode_counter(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 /// Per-request view of the key-value configuration.
@@ -146,6 +178,69 @@ impl HostBucket for HostState {
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl keyvalue_atomics::Host for HostState {
+    /// Adds under the lock: one step for every request of every app on this backend.
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, Error>> {
+        let map = self.bucket(&bucket)?;
+        let mut map = map.lock().unwrap();
+        let old = match map.get(&key) {
+            None => 0,
+            Some(bytes) => match decode_counter(bytes) {
+                Some(n) => n,
+                None => return Ok(Err(Error::Other("increment: the value is not a counter".to_string()))),
+            },
+        };
+        let Some(new) = old.checked_add(delta) else {
+            return Ok(Err(Error::Other("increment: overflow".to_string())));
+        };
+        map.insert(key, new.to_le_bytes().to_vec());
+        Ok(Ok(new))
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), CasError>> {
+        let cas = self.table.delete(cas)?;
+        let mut map = cas.map.lock().unwrap();
+        let current = map.get(&cas.key).cloned();
+        if current != cas.seen {
+            drop(map);
+            let fresh = self.table.push(Cas { map: cas.map.clone(), key: cas.key, seen: current })?;
+            return Ok(Err(CasError::CasFailed(fresh)));
+        }
+        map.insert(cas.key.clone(), value);
+        Ok(Ok(()))
+    }
+}
+
+impl HostCas for HostState {
+    async fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, Error>> {
+        let map = self.bucket(&bucket)?;
+        let seen = map.lock().unwrap().get(&key).cloned();
+        Ok(Ok(self.table.push(Cas { map, key, seen })?))
+    }
+
+    async fn current(&mut self, cas: Resource<Cas>) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        Ok(Ok(self.table.get(&cas)?.seen.clone()))
+    }
+
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
         Ok(())
     }
 }

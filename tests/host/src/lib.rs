@@ -4,7 +4,7 @@
 //! Integration tests and benchmarks drive the real release artifact (the file `spin up`
 //! would load) through the same interfaces Spin provides, under the project's own
 //! `spin.toml`: variables through `wasi:config/store`, the token cache through
-//! `wasi:keyvalue/store`, outbound HTTP checked against `allowed_outbound_hosts`, a fresh
+//! `wasi:keyvalue/store` (and `atomics` for the abuse brake's counters), outbound HTTP checked against `allowed_outbound_hosts`, a fresh
 //! instance per request. What would make Spin refuse to start (a missing required
 //! variable) makes [`TestApp::start`] fail; what Spin would refuse at run time (a call to a
 //! host the manifest does not allow) is refused and recorded.
@@ -48,7 +48,7 @@
 //! - `state`: the per-request store data the guest's imports reach.
 //! - `bindings`: `bindgen!` over the project's `wit/` (`host-services` world).
 //! - `config`: `wasi:config/store`, serving the component's variables.
-//! - `key_value`: `wasi:keyvalue/store`, the in-memory `default` store.
+//! - `key_value`: `wasi:keyvalue/store` and `atomics`, the in-memory `default` store.
 //! - `outbound`: the `wasi:http` hook that enforces `allowed_outbound_hosts`.
 //! - `host_calls`: counts the guest's calls per host interface, its stdout writes and
 //!   its linear memory ([`TestApp::host_calls`]), for the benchmark.
@@ -56,8 +56,10 @@
 //! - [`mock`]: [`MockServer`], the identity platform and Graph on loopback.
 //! - [`wasm_layout`]: the component's stack and initial memory, read from the binary.
 //! - [`wit`]: the worlds of the project's `wit/`, to compare with the component's imports.
+//! - [`bench_support`]: what the benchmarks read from the machine (settings, load).
 
 pub mod app;
+pub mod bench_support;
 pub mod component;
 pub mod providers;
 pub mod runtime_config;
@@ -87,7 +89,7 @@ pub use providers::{LookupCause, ProviderKind, ProviderLookups, VaultContents};
 pub use runtime_config::{ProviderConfig, RuntimeConfig};
 pub use component::Component;
 pub use manifest::{DeclaredVariable, Manifest};
-pub use mock::{FaultCounts, FaultPlan, MockResponse, MockServer, RecordedCall};
+pub use mock::{FaultCounts, FaultPlan, MockResponse, MockServer, RecordedCall, MOCK_IDENTITY_HEADER, NEVER_REVOKED};
 pub use wire::{Chunked, TestRequest, TestResponse};
 pub use host_calls::HostCalls;
 pub use wit::{world_exports, world_imports};

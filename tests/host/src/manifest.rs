@@ -106,6 +106,23 @@ impl Manifest {
         Manifest::load(&workspace_root().join("spin.toml"))
     }
 
+    /// This manifest with the two secrets declared under names Azure Key Vault can hold
+    /// (its names allow no `_`) and mapped onto the component variables the code reads, as
+    /// `runtime-config/azure-key-vault.toml` explains.
+    pub fn with_key_vault_names(&self) -> Result<Manifest> {
+        let mut text = self.text().to_string();
+        for (from, to) in [
+            ("client_secret = { default = \"\", secret = true }", "clientsecret = { required = true, secret = true }"),
+            ("api_keys = { default = \"\", secret = true }", "apikeys = { required = true, secret = true }"),
+            ("client_secret = \"{{ client_secret }}\"", "client_secret = \"{{ clientsecret }}\""),
+            ("api_keys = \"{{ api_keys }}\"", "api_keys = \"{{ apikeys }}\""),
+        ] {
+            anyhow::ensure!(text.contains(from), "the manifest no longer has {from:?}; update with_key_vault_names()");
+            text = text.replacen(from, to, 1);
+        }
+        Manifest::from_str(&text)
+    }
+
     /// Parses manifest text; for tests that run the component under a changed manifest.
     #[allow(clippy::should_implement_trait)] // The test API names it so; `FromStr` adds nothing.
     pub fn from_str(toml: &str) -> Result<Manifest> {

@@ -112,12 +112,31 @@ impl RecordedCall {
 /// - `POST /v1.0/users/{id}/revokeSignInSessions` (or `/v1.0/users('{upn}')/…`), the id
 ///   being one path segment: `200` `{"@odata.context": …, "value": true}` with a fresh
 ///   `request-id` and the caller's `client-request-id` echoed.
+/// - `GET /{tenant}/discovery/v2.0/keys`: `200` with the JWKS document set by
+///   [`MockServer::set_jwks`] (the tenant's token-signing keys; tests generate the keys
+///   and mint the tokens), `{"keys":[]}` until one is set; counted by
+///   [`MockServer::jwks_fetches`].
 /// - `GET /v1.0/users/{id}?$select=…`: `200` `{"id", "userPrincipalName"}` (a dry run's
-///   lookup): an object id is echoed with `user-<first 8>@contoso.com`, a UPN with a fixed id.
+///   lookup): an object id is echoed with `user-<first 8>@contoso.com`, a UPN with a fixed id;
+///   with `signInSessionsValidFromDateTime` when `$select` names it: the time (whole
+///   seconds, UTC) of the last revocation of that id on this server, else
+///   [`NEVER_REVOKED`]. [`MockServer::set_stale_reads`] makes it eventually consistent:
+///   the value from before the last revocation.
 /// - `POST /v1.0/$batch`: every item answered as its own request would be (scripts for
 ///   items: [`MockServer::enqueue_batch_item`]), the answers in *reverse* order, so a
 ///   client that matches by position instead of by `id` fails.
+/// - `GET /metadata/identity/oauth2/token` (the instance metadata service, IMDS):
+///   with `Metadata: true`, `api-version=2018-02-01` and a `resource`, `200` with a
+///   bearer token `mock-access-token-mi-<n>` (its own count), `expires_in` and
+///   `expires_on` as strings, as IMDS sends them; else IMDS's `400`.
+/// - `GET /msi/token` (an App Service / Container Apps `IDENTITY_ENDPOINT`): with
+///   `X-IDENTITY-HEADER: `[`MOCK_IDENTITY_HEADER`], `api-version=2019-08-01` and a
+///   `resource`, `200` with such a token and only `expires_on`; else `401` or `400`.
 /// - anything else: `404` `Request_ResourceNotFound`.
+///
+/// A token endpoint request can be checked by the test first
+/// ([`MockServer::check_token_requests`]: a client assertion, say); a refusal is answered
+/// instead of a token.
 ///
 /// Graph paths (`/v1.0/…`, `/beta/…`) always carry `request-id` (and the echoed
 /// `client-request-id`), as Graph's answers do.
@@ -158,7 +177,26 @@ struct Shared {
     fault_counts: Mutex<FaultCounts>,
     /// User id (as in the path, decoded) → revocations answered `2xx`.
     revocations: Mutex<HashMap<String, u32>>,
+    /// The JWKS document the identity platform publishes.
+    jwks: Mutex<String>,
+    /// User id (as `revocations`) → the times of its revocations, oldest first, as Graph
+    /// writes `signInSessionsValidFromDateTime`.
+    revoked_at: Mutex<HashMap<String, Vec<String>>>,
+    /// Lookups show the value from before the last revocation (Graph's eventual consistency).
+    stale_reads: std::sync::atomic::AtomicBool,
+    /// The test's check of token endpoint requests: `Some` refuses with that answer.
+    token_check: Mutex<Option<Arc<TokenCheck>>>,
 }
+
+/// `signInSessionsValidFromDateTime` of a user this mock never revoked (the account's creation).
+pub const NEVER_REVOKED: &str = "2024-01-01T00:00:00Z";
+
+/// See [`MockServer::check_token_requests`].
+type TokenCheck = dyn Fn(&RecordedCall) -> Option<MockResponse> + Send + Sync;
+
+/// The `X-IDENTITY-HEADER` value the mock's App Service identity endpoint accepts (the
+/// platform's `IDENTITY_HEADER`).
+pub const MOCK_IDENTITY_HEADER: &str = "mock-identity-header-5f0c9d2e41b7";
 
 struct Scripted {
     method: String,
@@ -174,6 +212,8 @@ struct Tokens {
     /// Token-endpoint answers so far (numbers `mock-access-token-<n>`).
     issued: AtomicU64,
     planted: AtomicU64,
+    /// Managed identity endpoint answers so far (`mock-access-token-mi-<n>`).
+    managed: AtomicU64,
 }
 
 impl Tokens {
@@ -340,6 +380,10 @@ impl MockServer {
             faults: Mutex::default(),
             fault_counts: Mutex::default(),
             revocations: Mutex::default(),
+            jwks: Mutex::new(r#"{"keys":[]}"#.to_string()),
+            revoked_at: Mutex::default(),
+            stale_reads: Default::default(),
+            token_check: Mutex::default(),
         });
         let server = tokio::spawn(serve(listener, shared.clone())).abort_handle();
         MockServer {
@@ -379,6 +423,13 @@ impl MockServer {
         token
     }
 
+    /// Checks every unscripted token endpoint request (`POST /{tenant}/oauth2/v2.0/token`)
+    /// before a token is issued: `check` returns `None` to let it pass, or the answer to
+    /// give instead (the identity platform refusing the credential).
+    pub fn check_token_requests(&self, check: impl Fn(&RecordedCall) -> Option<MockResponse> + Send + Sync + 'static) {
+        *self.shared.token_check.lock().unwrap() = Some(Arc::new(check));
+    }
+
     /// From now on Graph answers `token` with `401` "the token is expired".
     pub fn expire_token(&self, token: &str) {
         self.shared.tokens.known.lock().unwrap().insert(token.to_string(), false);
@@ -403,9 +454,38 @@ impl MockServer {
     pub fn revocations(&self) -> HashMap<String, u32> {
         self.shared.revocations.lock().unwrap().clone()
     }
+
+    /// From now on (`true`), lookups of `signInSessionsValidFromDateTime` show the value
+    /// from before each user's last revocation, as a Graph replica that has not yet seen
+    /// the write does.
+    pub fn set_stale_reads(&self, stale: bool) {
+        self.shared.stale_reads.store(stale, Ordering::SeqCst);
+    }
+
+    /// The `signInSessionsValidFromDateTime` values written for a user id (as
+    /// [`MockServer::revocations`] names it), oldest first.
+    pub fn revoked_at(&self, user: &str) -> Vec<String> {
+        self.shared.revoked_at.lock().unwrap().get(user).cloned().unwrap_or_default()
+    }
 }
 
 impl MockServer {
+    /// The JWKS document `GET /{tenant}/discovery/v2.0/keys` answers from now on (any
+    /// tenant), as published by the identity platform: `{"keys":[{"kty":"RSA","kid",...}]}`.
+    pub fn set_jwks(&self, document: &str) {
+        *self.shared.jwks.lock().unwrap() = document.to_string();
+    }
+
+    /// How many JWKS requests (`GET /{tenant}/discovery/v2.0/keys`) this server received.
+    pub fn jwks_fetches(&self) -> usize {
+        self.calls().iter().filter(|c| c.method == "GET" && is_jwks_path(c.path.split('?').next().unwrap_or(""))).count()
+    }
+
+    /// How many token requests (`POST /{tenant}/oauth2/v2.0/token`) this server received.
+    pub fn token_requests(&self) -> usize {
+        self.calls().iter().filter(|c| c.method == "POST" && c.path.ends_with("/oauth2/v2.0/token")).count()
+    }
+
     /// Scripts the answer to the next `$batch` item whose method matches and whose URL
     /// (relative, as in the batch body: `/users/{id}/revokeSignInSessions`) starts with
     /// `url_prefix`. Used once each, oldest first. Only status, headers and a JSON body
@@ -596,7 +676,7 @@ impl Shared {
         })
     }
 
-    /// Records a revocation that took effect; `path` is `/users/…/revokeSignInSessions`.
+    /// Records a revocation that took effect, and its time; `path` is `/users/…/revokeSignInSessions`.
     fn record_revocation(&self, path: &str) {
         let Some(segment) = path
             .strip_prefix("/users")
@@ -604,12 +684,27 @@ impl Shared {
         else {
             return;
         };
-        let id = match segment.strip_prefix("('").and_then(|s| s.strip_suffix("')")) {
-            Some(quoted) => quoted.replace("''", "'"),
-            None => segment.trim_start_matches('/').to_string(),
-        };
-        *self.revocations.lock().unwrap().entry(percent_decode(&id)).or_insert(0) += 1;
+        let id = user_of_segment(segment);
+        *self.revocations.lock().unwrap().entry(id.clone()).or_insert(0) += 1;
+        self.revoked_at.lock().unwrap().entry(id).or_default().push(rfc3339_now());
     }
+
+    /// What a lookup shows as `signInSessionsValidFromDateTime` for the user in `segment`.
+    fn valid_from(&self, segment: &str) -> String {
+        let times = self.revoked_at.lock().unwrap().get(&user_of_segment(segment)).cloned().unwrap_or_default();
+        let skip = usize::from(self.stale_reads.load(Ordering::SeqCst));
+        times.iter().rev().nth(skip).cloned().unwrap_or_else(|| NEVER_REVOKED.to_string())
+    }
+}
+
+/// The user id a path segment names (`/{id}` or `('{id}')`), decoded: `%XX` unescaped,
+/// `('…')` unquoted.
+fn user_of_segment(segment: &str) -> String {
+    let id = match segment.strip_prefix("('").and_then(|s| s.strip_suffix("')")) {
+        Some(quoted) => quoted.replace("''", "'"),
+        None => segment.trim_start_matches('/').to_string(),
+    };
+    percent_decode(&id)
 }
 
 /// `%XX` unescaped (invalid escapes kept as they are).
@@ -630,6 +725,11 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `/{tenant}/discovery/v2.0/keys`: a tenant's JWKS.
+fn is_jwks_path(path: &str) -> bool {
+    matches!(path.split('/').collect::<Vec<_>>().as_slice(), ["", tenant, "discovery", "v2.0", "keys"] if !tenant.is_empty())
 }
 
 /// Graph's own paths, where a bearer token is required and faults are injected.
@@ -673,9 +773,13 @@ fn default_response(shared: &Shared, call: &RecordedCall, faults: Option<&mut Ca
     let post = call.method == "POST";
     let segments: Vec<&str> = path.split('/').collect();
 
+    let check = shared.token_check.lock().unwrap().clone();
     let response = if post
         && matches!(segments.as_slice(), ["", tenant, "oauth2", "v2.0", "token"] if !tenant.is_empty())
     {
+        if let Some(refusal) = check.and_then(|check| check(call)) {
+            return refusal;
+        }
         let n = shared.tokens.issued.fetch_add(1, Ordering::SeqCst) + 1;
         MockResponse::json(
             200,
@@ -686,12 +790,18 @@ fn default_response(shared: &Shared, call: &RecordedCall, faults: Option<&mut Ca
                 "access_token": format!("mock-access-token-{n}"),
             }),
         )
+    } else if call.method == "GET" && is_jwks_path(path) {
+        MockResponse::text(200, "application/json", &shared.jwks.lock().unwrap())
     } else if post && is_revoke_path(path) {
         revoked()
     } else if post && path == "/v1.0/$batch" {
         batch(shared, call, faults)
     } else if call.method == "GET" && is_user_path(path) {
-        found(path)
+        found(shared, &call.path)
+    } else if call.method == "GET" && path == "/metadata/identity/oauth2/token" {
+        managed_identity(shared, call, true)
+    } else if call.method == "GET" && path == "/msi/token" {
+        managed_identity(shared, call, false)
     } else {
         MockResponse::json(
             404,
@@ -714,6 +824,61 @@ fn with_graph_ids(response: MockResponse, call: &RecordedCall) -> MockResponse {
     }
 }
 
+/// The instance metadata service (`imds`) or an App Service identity endpoint, checking
+/// what each checks: IMDS the `Metadata` header, App Service the identity header; both
+/// their api-version and a resource.
+fn managed_identity(shared: &Shared, call: &RecordedCall, imds: bool) -> MockResponse {
+    let query: HashMap<String, String> = call
+        .path
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_string(), percent_decode(&value.replace('+', " "))))
+        .collect();
+    let resource = query.get("resource").cloned().unwrap_or_default();
+    let refusal = if imds {
+        if call.header("metadata") != Some("true") {
+            Some((400, "Required metadata header not specified"))
+        } else if query.get("api-version").map(String::as_str) != Some("2018-02-01") {
+            Some((400, "Invalid API version"))
+        } else if resource.is_empty() {
+            Some((400, "Required query variable 'resource' is missing"))
+        } else {
+            None
+        }
+    } else if call.header("x-identity-header") != Some(MOCK_IDENTITY_HEADER) {
+        Some((401, "Unauthorized"))
+    } else if query.get("api-version").map(String::as_str) != Some("2019-08-01") || resource.is_empty() {
+        Some((400, "Invalid request"))
+    } else {
+        None
+    };
+    if let Some((status, message)) = refusal {
+        return match imds {
+            true => MockResponse::json(status, json!({"error": "invalid_request", "error_description": message})),
+            false => MockResponse::json(status, json!({"statusCode": status, "message": message})),
+        };
+    }
+    let n = shared.tokens.managed.fetch_add(1, Ordering::SeqCst) + 1;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let client_id = query.get("client_id").cloned().unwrap_or_else(|| "5e3f0a7c-0000-4000-8000-000000000000".into());
+    let mut answer = json!({
+        "access_token": format!("mock-access-token-mi-{n}"),
+        "expires_on": (now + 86_399).to_string(),
+        "resource": resource,
+        "token_type": "Bearer",
+        "client_id": client_id,
+    });
+    if imds {
+        answer["expires_in"] = json!("86399");
+        answer["ext_expires_in"] = json!("86399");
+        answer["not_before"] = json!(now.to_string());
+    }
+    MockResponse::json(200, answer)
+}
+
 fn revoked() -> MockResponse {
     MockResponse::json(
         200,
@@ -724,8 +889,10 @@ fn revoked() -> MockResponse {
     )
 }
 
-/// The user a lookup of `/v1.0/users/{id}` finds.
-fn found(path: &str) -> MockResponse {
+/// The user a lookup of `/v1.0/users/{id}?$select=…` finds.
+fn found(shared: &Shared, path_and_query: &str) -> MockResponse {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let segment = path.strip_prefix("/v1.0/users").unwrap_or("");
     let id = path
         .strip_prefix("/v1.0/users/")
         .or_else(|| path.strip_prefix("/v1.0/users('").and_then(|r| r.strip_suffix("')")))
@@ -735,7 +902,11 @@ fn found(path: &str) -> MockResponse {
     } else {
         (id.to_string(), format!("user-{}@contoso.com", id.get(..8).unwrap_or(id)))
     };
-    MockResponse::json(200, json!({ "id": object_id, "userPrincipalName": upn }))
+    let mut user = json!({ "id": object_id, "userPrincipalName": upn });
+    if query.contains("signInSessionsValidFromDateTime") {
+        user["signInSessionsValidFromDateTime"] = json!(shared.valid_from(segment));
+    }
+    MockResponse::json(200, user)
 }
 
 /// `/v1.0/users/{id}` or `/v1.0/users('{upn}')`, the id one path segment.
@@ -784,7 +955,7 @@ fn batch(shared: &Shared, call: &RecordedCall, mut faults: Option<&mut CallFault
                 fault_answer(status).header("Retry-After", &retry_after)
             }
             (None, None) if method == "POST" && is_revoke_path(&path) => revoked(),
-            (None, None) if method == "GET" && is_user_path(&path) => found(&path),
+            (None, None) if method == "GET" && is_user_path(&path) => found(shared, &format!("/v1.0{url}")),
             (None, None) => MockResponse::json(404, json!({"error": {"code": "Request_ResourceNotFound", "message": "mock: no route"}})),
         };
         if method == "POST" && is_revoke_path(&path) && (200..300).contains(&answer.status) {

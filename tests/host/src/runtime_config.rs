@@ -97,6 +97,50 @@ impl RuntimeConfig {
         RuntimeConfig::load(&crate::manifest::workspace_root().join(relative))
     }
 
+    /// `runtime-config/vault.toml` without its environment provider: the Vault alone
+    /// (the shape documented before issue 13), which Spin follows with the environment.
+    pub fn vault_alone() -> Result<RuntimeConfig> {
+        let text = RuntimeConfig::load_project("runtime-config/vault.toml")?.text().to_string();
+        let alone = text.replacen("[[variables_provider]]\ntype = \"env\"\n\n", "", 1);
+        ensure!(alone != text, "runtime-config/vault.toml no longer lists the environment first the expected way");
+        RuntimeConfig::from_str(&alone)
+    }
+
+    /// The settings that are not secrets as the documented environment-first layouts
+    /// set them (`SPIN_VARIABLE_*`): every one, including those at their default, the
+    /// caller-token settings empty (tokens off), the client-secret credential, and the
+    /// other credentials' settings empty: an empty variable is an answer, so no provider
+    /// after the environment is asked for it.
+    pub fn environment_first_settings(
+        tenant: &str,
+        client_id: &str,
+        login_base_url: &str,
+        graph_base_url: &str,
+    ) -> Vec<(&'static str, String)> {
+        let set = [
+            ("tenant_id", tenant),
+            ("client_id", client_id),
+            ("login_base_url", login_base_url),
+            ("graph_base_url", graph_base_url),
+            ("time_budget_ms", "25000"),
+            ("max_users", "100"),
+            ("max_revocations", "300"),
+            ("credential", "secret"),
+        ];
+        let empty = [
+            "caller_audience",
+            "allowed_callers",
+            "caller_role",
+            "caller_tenant_id",
+            "client_certificate",
+            "client_private_key",
+            "managed_identity_client_id",
+            "managed_identity_endpoint",
+            "managed_identity_header",
+        ];
+        set.into_iter().map(|(name, value)| (name, value.to_string())).chain(empty.map(|name| (name, String::new()))).collect()
+    }
+
     /// Parses and checks runtime config text.
     #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str) -> Result<RuntimeConfig> {

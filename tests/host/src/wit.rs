@@ -51,6 +51,7 @@ mod tests {
         for expected in [
             "wasi:config/store@0.2.0-draft-2024-09-27",
             "wasi:keyvalue/store@0.2.0-draft2",
+            "wasi:keyvalue/atomics@0.2.0-draft2",
             "wasi:http/outgoing-handler@0.2.6",
             "wasi:http/types@0.2.6",
             "wasi:io/streams@0.2.6",

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use graph_revoke_test_host::{FaultCounts, FaultPlan, MockResponse, MockServer};
+use graph_revoke_test_host::{FaultCounts, FaultPlan, MockResponse, MockServer, NEVER_REVOKED};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -206,6 +206,45 @@ async fn lookups_and_batches_answer_like_graph() {
     assert_eq!(answer["responses"][0]["body"]["userPrincipalName"], "c@x.com");
     let revoked: Vec<String> = mock.revocations().into_keys().collect();
     assert_eq!(revoked, vec!["a@x.com"], "the throttled item took no effect");
+}
+
+#[tokio::test]
+async fn lookups_show_when_sessions_are_valid_from_and_may_be_stale() {
+    let mock = MockServer::start().await;
+    let bearer = bearer(&mock).await;
+    let auth = [("authorization", bearer.as_str())];
+    let select = "?$select=id,signInSessionsValidFromDateTime";
+    let valid_from = |answer: &Answer| answer.json()["signInSessionsValidFromDateTime"].clone();
+
+    // Never revoked: the account's creation. Not selected: not shown.
+    let answer = raw(&mock, "GET", &format!("/v1.0/users/o'hara@x.com{select}"), &auth, "").await;
+    assert_eq!(valid_from(&answer), json!(NEVER_REVOKED));
+    let answer = raw(&mock, "GET", "/v1.0/users/o'hara@x.com?$select=id,userPrincipalName", &auth, "").await;
+    assert!(answer.json().get("signInSessionsValidFromDateTime").is_none());
+
+    // Revoked twice (a single call, then a batch item): the last time, read alike in every form.
+    assert_eq!(raw(&mock, "POST", "/v1.0/users/o'hara@x.com/revokeSignInSessions", &auth, "").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let revoke = r#"{"requests": [{"id": "1", "method": "POST", "url": "/users('o''hara@x.com')/revokeSignInSessions", "body": {}}]}"#;
+    assert_eq!(raw(&mock, "POST", "/v1.0/$batch", &auth, revoke).await.status, 200);
+    let times = mock.revoked_at("o'hara@x.com");
+    assert_eq!(times.len(), 2);
+    assert!(times[0] < times[1] && times[1].ends_with('Z') && times[1].len() == 20, "{times:?}");
+    let answer = raw(&mock, "GET", &format!("/v1.0/users/o%27hara@x.com{select}"), &auth, "").await;
+    assert_eq!(valid_from(&answer), json!(times[1]));
+    let lookup = format!(r#"{{"requests": [{{"id": "1", "method": "GET", "url": "/users('o''hara@x.com'){select}"}}]}}"#);
+    let answer = raw(&mock, "POST", "/v1.0/$batch", &auth, &lookup).await.json();
+    assert_eq!(answer["responses"][0]["body"]["signInSessionsValidFromDateTime"], json!(times[1]));
+
+    // Stale: the value from before the last revocation.
+    mock.set_stale_reads(true);
+    let answer = raw(&mock, "GET", &format!("/v1.0/users/o'hara@x.com{select}"), &auth, "").await;
+    assert_eq!(valid_from(&answer), json!(times[0]));
+    let answer = raw(&mock, "GET", &format!("/v1.0/users/nobody@x.com{select}"), &auth, "").await;
+    assert_eq!(valid_from(&answer), json!(NEVER_REVOKED));
+    mock.set_stale_reads(false);
+    let answer = raw(&mock, "GET", &format!("/v1.0/users/o'hara@x.com{select}"), &auth, "").await;
+    assert_eq!(valid_from(&answer), json!(times[1]));
 }
 
 #[tokio::test]
@@ -432,4 +471,22 @@ async fn faults_are_seeded_counted_and_recorded_truthfully() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn publishes_the_jwks_it_is_given_and_counts_fetches() {
+    let mock = MockServer::start().await;
+    let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    let a = raw(&mock, "GET", &format!("/{tenant}/discovery/v2.0/keys"), &[], "").await;
+    assert_eq!((a.status, a.json()), (200, json!({"keys": []})));
+    let document = r#"{"keys":[{"kty":"RSA","use":"sig","kid":"k1","n":"AQAB","e":"AQAB"}]}"#;
+    mock.set_jwks(document);
+    let a = raw(&mock, "GET", &format!("/{tenant}/discovery/v2.0/keys"), &[], "").await;
+    assert_eq!((a.status, a.header("content-type"), a.body.as_str()), (200, Some("application/json"), document));
+    // Neither a Graph path (no token needed) nor a token answer.
+    assert_eq!(raw(&mock, "POST", &format!("/{tenant}/discovery/v2.0/keys"), &[], "").await.status, 404);
+    assert_eq!(raw(&mock, "GET", "/discovery/v2.0/keys", &[], "").await.status, 404);
+    assert_eq!((mock.jwks_fetches(), mock.token_requests()), (2, 0));
+    bearer(&mock).await;
+    assert_eq!(mock.token_requests(), 1);
 }
