@@ -26,7 +26,8 @@
 //! rounds. `HOST_COST_SECONDS` (per scenario and round, default 2) and `HOST_COST_ROUNDS`
 //! (default 3) change the length. The 1-minute load average is printed: on a shared
 //! machine, compare only figures from the same run. `HOST_COST_ALSO=<path to a .wasm>`
-//! adds a column: a warm revoke through that build (e.g. the one before a change).
+//! adds a column: a warm revoke through that build (e.g. the one before a change), and
+//! `HOST_COST_ALSO_TOKEN=1` another, its warm revoke with an Entra ID caller token.
 //! `HOST_COST_ONLY=<text>` keeps only the columns whose name contains it (to profile one:
 //! `perf record -e cpu-clock` on the bench binary; `TEST_HOST_PERF_MAP=1` makes the test
 //! host write a perf map, so the component's own functions are named).
@@ -170,6 +171,20 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
                 totals: Totals::default(),
             },
         );
+        // With HOST_COST_ALSO_TOKEN=1, that build's warm revoke with an Entra ID token too
+        // (a build that knows caller tokens: issue 8 and later).
+        if std::env::var_os("HOST_COST_ALSO_TOKEN").is_some() {
+            let app = Arc::new(TestApp::start(other.clone(), &manifest, &token_variables).unwrap());
+            scenarios.insert(
+                5,
+                Scenario {
+                    name: "warm revoke, Entra ID token, $HOST_COST_ALSO build",
+                    app: Some(app.clone()),
+                    send: sender(app, token_request, 200),
+                    totals: Totals::default(),
+                },
+            );
+        }
         components.push(other);
     }
     // Only some columns (names containing this text), e.g. to profile one under `perf`.
