@@ -14,9 +14,11 @@
 //! a thread of their own, so their CPU time is read from that thread
 //! (`/proc/self/task/<tid>/schedstat`) and subtracted from the process's
 //! (`/proc/self/stat`). What remains for a revoke includes the host's outbound HTTP client
-//! (a TCP connection and an HTTP/1.1 exchange per call, as in Spin); the "floor" column
-//! measures that part on its own: the same 8 clients sending the same Graph call straight
-//! to the mock. The load generator's own work (building a request, reading a response)
+//! (an HTTP/1.1 exchange per call on a connection the app's pool keeps open, as in Spin
+//! 3.5 and later); the "floor" column measures that part on its own: the same 8 clients
+//! sending the same Graph call straight to the mock through a pooled client.
+//! `HOST_COST_POOLING=0` runs the apps with `[outbound_http] connection_pooling = false`
+//! and the floor with a new connection per call (Spin before 3.5, or pooling turned off). The load generator's own work (building a request, reading a response)
 //! is the same small amount in every column. Ratios to hello are the figures that carry
 //! over to real Spin, whose HTTP server, tracing and logging add the same per-request
 //! overhead to every component.
@@ -28,7 +30,7 @@
 //! machine, compare only figures from the same run. `HOST_COST_ALSO=<path to a .wasm>`
 //! adds a column: a warm revoke through that build (e.g. the one before a change), and
 //! `HOST_COST_ALSO_TOKEN=1` another, its warm revoke with an Entra ID caller token.
-//! `HOST_COST_ONLY=<text>` keeps only the columns whose name contains it (to profile one:
+//! `HOST_COST_ONLY=<text>` keeps only the column of that name, or those whose name contains it (to profile one:
 //! `perf record -e cpu-clock` on the bench binary; `TEST_HOST_PERF_MAP=1` makes the test
 //! host write a perf map, so the component's own functions are named).
 
@@ -40,9 +42,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use graph_revoke_test_host::bench_support::{env_number, load_average};
-use graph_revoke_test_host::{Component, HostCalls, Manifest, MockServer, TestApp, TestRequest};
+use graph_revoke_test_host::{Component, HostCalls, Manifest, MockServer, RuntimeConfig, TestApp, TestRequest};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 // Entra ID caller tokens minted as the tests mint them (keys generated at start-up).
@@ -103,7 +106,23 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
         // limit no benchmark reaches in one 10-minute window.
         ("max_revocations", "1000000000"),
     ];
-    let start = |component: &Arc<Component>| Arc::new(TestApp::start(component.clone(), &manifest, &variables).unwrap());
+    // Spin's default: outbound connections pooled across instances.
+    let pooling = std::env::var("HOST_COST_POOLING").map_or(true, |v| v != "0");
+    let runtime_config = if pooling {
+        RuntimeConfig::none()
+    } else {
+        RuntimeConfig::from_str("[outbound_http]\nconnection_pooling = false\n").unwrap()
+    };
+    let start_with = |component: &Arc<Component>, variables: &[(&str, &str)]| {
+        Arc::new(
+            TestApp::builder(component.clone(), &manifest)
+                .variables(variables.iter().copied())
+                .runtime_config(runtime_config.clone())
+                .start()
+                .unwrap(),
+        )
+    };
+    let start = |component: &Arc<Component>| start_with(component, &variables);
     let (hello, health, revoke) = (start(&hello_component), start(&revoke_component), start(&revoke_component));
     let revoke_request = || {
         TestRequest::post("/revoke").header("x-api-key", API_KEY).json(&json!({ "userId": "adele.vance@contoso.com" }))
@@ -112,7 +131,7 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
     // managed identity gets), the JWKS cached after the warm-up.
     let mut token_variables = variables.to_vec();
     token_variables.extend([("caller_audience", tokens::AUDIENCE), ("caller_tenant_id", tokens::TENANT_ID)]);
-    let token_revoke = Arc::new(TestApp::start(revoke_component.clone(), &manifest, &token_variables).unwrap());
+    let token_revoke = start_with(&revoke_component, &token_variables);
     let authorization: &'static str = Box::leak(tokens::bearer(&tokens::token(&tokens::v1_claims())).into_boxed_str());
     let token_request = move || {
         TestRequest::post("/revoke").header("authorization", authorization).json(&json!({ "userId": "adele.vance@contoso.com" }))
@@ -149,9 +168,16 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
             app: None,
             send: {
                 let addr = Arc::new(mocks.graph_url.trim_start_matches("http://").to_string());
+                let pool = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
                 Arc::new(move || {
-                    let addr = addr.clone();
-                    Box::pin(async move { direct_round_trip(&addr).await })
+                    let (addr, pool) = (addr.clone(), pool.clone());
+                    Box::pin(async move {
+                        if pooling {
+                            pooled_round_trip(&pool, &addr).await
+                        } else {
+                            direct_round_trip(&addr).await
+                        }
+                    })
                 })
             },
             totals: Totals::default(),
@@ -174,7 +200,7 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
         // With HOST_COST_ALSO_TOKEN=1, that build's warm revoke with an Entra ID token too
         // (a build that knows caller tokens: issue 8 and later).
         if std::env::var_os("HOST_COST_ALSO_TOKEN").is_some() {
-            let app = Arc::new(TestApp::start(other.clone(), &manifest, &token_variables).unwrap());
+            let app = start_with(&other, &token_variables);
             scenarios.insert(
                 5,
                 Scenario {
@@ -188,8 +214,10 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
         components.push(other);
     }
     // Only some columns (names containing this text), e.g. to profile one under `perf`.
+    // A name matched exactly keeps that column alone.
     if let Ok(only) = std::env::var("HOST_COST_ONLY") {
-        scenarios.retain(|s| s.name.contains(only.as_str()));
+        let exact = scenarios.iter().any(|s| s.name == only);
+        scenarios.retain(|s| if exact { s.name == only } else { s.name.contains(only.as_str()) });
     }
     for scenario in &scenarios {
         for _ in 0..WARM_UP {
@@ -218,8 +246,9 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
     print_table(&scenarios, &components);
     println!();
     println!(
-        "{CLIENTS} clients, {rounds} rounds of {:.1} s per column; {} cores; 1-minute load average {load_before:.2} before, {load_after:.2} after.",
+        "{CLIENTS} clients, {rounds} rounds of {:.1} s per column; outbound connections {}; {} cores; 1-minute load average {load_before:.2} before, {load_after:.2} after.",
         length.as_secs_f64(),
+        if pooling { "pooled (Spin 3.5+ default)" } else { "one per call (HOST_COST_POOLING=0)" },
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     );
 }
@@ -399,18 +428,32 @@ fn process_cpu() -> Duration {
     Duration::from_secs_f64(ticks as f64 / CLOCK_TICKS_PER_SECOND)
 }
 
-/// One `POST /v1.0/users/{id}/revokeSignInSessions` on a new connection, body read: the
-/// call a warm revoke makes, as the host's client makes it (one connection per request).
-async fn direct_round_trip(addr: &str) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::post("/v1.0/users/adele.vance@contoso.com/revokeSignInSessions")
+/// The call a warm revoke makes, through a pooled client as Spin's (connections kept
+/// open between calls).
+async fn pooled_round_trip(pool: &Client<HttpConnector, Full<Bytes>>, addr: &str) {
+    let request = graph_call(addr, format!("http://{addr}/v1.0/users/adele.vance@contoso.com/revokeSignInSessions"));
+    let response = pool.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+}
+
+/// `POST /v1.0/users/{id}/revokeSignInSessions` as the component sends it, to `uri`.
+fn graph_call(addr: &str, uri: String) -> http::Request<Full<Bytes>> {
+    http::Request::post(uri)
         .header("host", addr)
         .header("authorization", "Bearer mock-access-token-1")
         .header("content-length", "0")
         .body(Full::new(Bytes::new()))
-        .unwrap();
+        .unwrap()
+}
+
+/// One `POST /v1.0/users/{id}/revokeSignInSessions` on a new connection, body read: the
+/// call a warm revoke makes when the host opens a connection per request.
+async fn direct_round_trip(addr: &str) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = graph_call(addr, "/v1.0/users/adele.vance@contoso.com/revokeSignInSessions".to_string());
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.unwrap();

@@ -38,7 +38,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use graph_revoke_test_host::{HostCalls, TestRequest};
+use graph_revoke_test_host::{Component, HostCalls, Manifest, RuntimeConfig, TestApp, TestRequest};
 
 /// Requests measured per case, one at a time: every one must cost the same.
 const REQUESTS: usize = 5;
@@ -144,4 +144,32 @@ async fn a_warm_revoke_makes_exactly_these_host_calls() {
     }
     assert_eq!(env.login.calls().len(), 1, "one token, cached");
     assert_eq!(env.graph.calls().len(), 1 + REQUESTS);
+}
+
+/// Spin 3.5+ keeps an app's outbound connections open across instances (its default;
+/// `[outbound_http] connection_pooling = false` turns it off): a warm revoke then costs
+/// the host no TCP connection, provided the component reads each answer to its end, so
+/// the connection is idle and can be handed to the next request. Three revokes in three
+/// instances: one connection to each mock when pooled, one per Graph call when not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_connections_outlive_the_instance_unless_pooling_is_off() {
+    let users = ["adele.vance@contoso.com", "alex.wilber@contoso.com", "megan.bowen@contoso.com"];
+    let env = start().await;
+    for user in users {
+        assert_eq!(env.send(revoke(user)).await.status, 200);
+    }
+    assert_eq!((env.login.connections(), env.graph.connections()), (1, 1), "pooled: one connection to each mock");
+
+    let unpooled = TestApp::builder(Component::shared().unwrap(), &Manifest::load_default().unwrap())
+        .variables(variables(&env.login, &env.graph))
+        .runtime_config(RuntimeConfig::from_str("[outbound_http]\nconnection_pooling = false\n").unwrap())
+        .start()
+        .unwrap();
+    for user in users {
+        let response = unpooled.send(revoke(user)).await.unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    // Its own token cache: one more token fetch, on a connection of its own.
+    assert_eq!((env.login.connections(), env.graph.connections()), (2, 4), "not pooled: a connection per call");
+    assert_eq!(env.graph.calls().len(), 6);
 }

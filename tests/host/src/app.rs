@@ -34,6 +34,7 @@ use crate::host_calls::{CountedOutput, HostCalls, RequestCalls, Stdio, Tally};
 use crate::key_value::{KeyValueAccess, KeyValueBackend, SharedMap, DEFAULT_STORE};
 use crate::manifest::Manifest;
 use crate::outbound::{AllowedHostsCheck, OutboundPolicy};
+use crate::outbound_client::OutboundClient;
 use crate::providers::{ProviderKind, ProviderLookups};
 use crate::route::Route;
 use crate::state::{HostState, MemoryWatch};
@@ -82,6 +83,8 @@ pub struct TestApp {
     store: SharedMap,
     denied: Arc<Mutex<Vec<String>>>,
     kept_off_network: Arc<Mutex<Vec<String>>>,
+    /// Outbound HTTP, its idle connections shared by every instance of the app.
+    outbound_client: OutboundClient,
     request_timeout: Duration,
     config_reads: Arc<Mutex<BTreeMap<String, usize>>>,
     /// What all requests so far made the host do.
@@ -109,17 +112,19 @@ impl TestApp {
         options: AppOptions,
     ) -> Result<TestApp> {
         let variables = Variables::resolve(manifest, variables)?;
-        Self::assemble(component, manifest, variables, options.key_value_store, None)
+        Self::assemble(component, manifest, variables, options.key_value_store, None, true)
     }
 
     /// An app whose variables `variables` answers; its `default` store is `backend`, or a
-    /// new one (`key_value_store: false`: no store at all).
+    /// new one (`key_value_store: false`: no store at all); its outbound connections
+    /// pooled across instances or not (`[outbound_http] connection_pooling`).
     pub(crate) fn assemble(
         component: Arc<Component>,
         manifest: &Manifest,
         variables: Variables,
         key_value_store: bool,
         backend: Option<KeyValueBackend>,
+        connection_pooling: bool,
     ) -> Result<TestApp> {
         // Spin refuses to start when a component names a store its runtime config does
         // not define; without a runtime config only `default` exists.
@@ -150,6 +155,7 @@ impl TestApp {
             store,
             denied: Arc::default(),
             kept_off_network: Arc::default(),
+            outbound_client: OutboundClient::new(connection_pooling),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             config_reads: Arc::default(),
             tally: Arc::default(),
@@ -347,6 +353,7 @@ impl TestApp {
                 allowed: AllowedHostsCheck::new(self.variables.clone(), self.allowed_outbound_hosts.clone()),
                 denied: self.denied.clone(),
                 kept_off_network: self.kept_off_network.clone(),
+                client: self.outbound_client.clone(),
             },
             variables: self.variables.clone(),
             config_reads: self.config_reads.clone(),

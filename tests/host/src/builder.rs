@@ -159,6 +159,6 @@ impl AppBuilder {
         // Spin always appends the environment provider (`providers.extend(var_provider)`).
         providers.push(Provider::Env { prefix: DEFAULT_ENV_PREFIX.to_string(), environment });
         let variables = Variables::new(&self.manifest, ProviderChain::new(providers))?;
-        TestApp::assemble(self.component, &self.manifest, variables, self.key_value_store, self.backend)
+        TestApp::assemble(self.component, &self.manifest, variables, self.key_value_store, self.backend, self.runtime_config.connection_pooling())
     }
 }

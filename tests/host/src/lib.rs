@@ -77,6 +77,7 @@ mod freshness;
 mod host_calls;
 mod key_value;
 mod outbound;
+mod outbound_client;
 mod route;
 mod state;
 mod template;

@@ -184,6 +184,8 @@ struct Shared {
     revoked_at: Mutex<HashMap<String, Vec<String>>>,
     /// Lookups show the value from before the last revocation (Graph's eventual consistency).
     stale_reads: std::sync::atomic::AtomicBool,
+    /// TCP connections accepted so far (a pooled client reuses its connections).
+    connections: std::sync::atomic::AtomicUsize,
     /// The test's check of token endpoint requests: `Some` refuses with that answer.
     token_check: Mutex<Option<Arc<TokenCheck>>>,
 }
@@ -383,6 +385,7 @@ impl MockServer {
             jwks: Mutex::new(r#"{"keys":[]}"#.to_string()),
             revoked_at: Mutex::default(),
             stale_reads: Default::default(),
+            connections: Default::default(),
             token_check: Mutex::default(),
         });
         let server = tokio::spawn(serve(listener, shared.clone())).abort_handle();
@@ -401,6 +404,11 @@ impl MockServer {
     /// Every call received so far, oldest first.
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.shared.calls.lock().unwrap().clone()
+    }
+
+    /// The TCP connections this server has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Scripts the answer to the next call whose method matches (case-insensitive) and
@@ -519,6 +527,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        shared.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let shared = shared.clone();
         connections.spawn(async move {
             let service = service_fn(move |request| handle(shared.clone(), request));

@@ -6,9 +6,9 @@
 //! Vault miss, a variable no provider answers), every outbound request of the instance
 //! is refused with `HTTP-request-denied`, as Spin does.
 //!
-//! An allowed request goes out through `wasmtime_wasi_http::default_send_request` (plain
-//! TCP or TLS, with the guest's request options as timeouts), so the component talks to a
-//! real server, usually the [`MockServer`]. A refused request is recorded (see
+//! An allowed request goes out through the app's [`OutboundClient`] (Spin's pooled client,
+//! with the guest's request options as timeouts), so the component talks to a real
+//! server, usually the [`MockServer`]. A refused request is recorded (see
 //! [`TestApp::denied_outbound`]) and fails with `HTTP-request-denied`, the error Spin
 //! gives, so a test sees both the component's reaction and the cause.
 //!
@@ -18,10 +18,10 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, Result, WasiBody, WasiHttpHooks};
 
 use crate::allowed_hosts::AllowedHosts;
+use crate::outbound_client::OutboundClient;
 use crate::template::Template;
 use crate::variables::{render_prepared, Variables};
 
@@ -34,6 +34,8 @@ pub(crate) struct OutboundPolicy {
     /// Shared with the [`TestApp`](crate::TestApp): allowed by the manifest, but not on
     /// loopback, so not sent: tests and benchmarks never leave 127.0.0.1.
     pub(crate) kept_off_network: Arc<Mutex<Vec<String>>>,
+    /// The app's client: its pool is shared by all the app's instances.
+    pub(crate) client: OutboundClient,
 }
 
 type SendFuture = Box<
@@ -55,6 +57,7 @@ impl WasiHttpHooks for OutboundPolicy {
         let allowed = self.allowed.clone();
         let denied = self.denied.clone();
         let kept_off_network = self.kept_off_network.clone();
+        let client = self.client.clone();
         Box::new(async move {
             let url = describe(request.uri());
             let refusal = match allowed.resolve().await {
@@ -76,11 +79,9 @@ impl WasiHttpHooks for OutboundPolicy {
                 drop(request);
                 return Err(Error::DestinationNotFound);
             }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<()>> + Send>,
-            ))
+            let response = client.send(request, options).await?;
+            // The connection is driven by the client's own task, not by this future.
+            Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = Result<()>> + Send>))
         })
     }
 }

@@ -9,8 +9,13 @@
 //!   top-level key, `validate_all_keys_used`): `variables_provider` (legacy name
 //!   `config_provider`, read only when `variables_provider` is absent), `key_value_store`,
 //!   `sqlite_database`, `llm_compute`, `client_tls`, `outbound_networking`,
-//!   `outbound_http`, `state_dir`, `log_dir`, `max_instance_memory`. The contents of the
-//!   last seven are not checked here: this project uses none of them.
+//!   `outbound_http`, `state_dir`, `log_dir`, `max_instance_memory`. The contents of
+//!   `sqlite_database` and the six after it except `outbound_http` are not checked here:
+//!   this project uses none of them.
+//! - `[outbound_http]` (`crates/factor-outbound-http/src/runtime_config/spin.rs`,
+//!   `deny_unknown_fields`): `connection_pooling` (a bool; note Spin's quirk: without the
+//!   table pooling is on, with the table and without the key it is *off*, the key's serde
+//!   default) and `max_concurrent_requests` (accepted, not modelled).
 //! - `[[variables_provider]]` (`crates/runtime-config/src/variables.rs`, an enum tagged by
 //!   `type`, every variant `deny_unknown_fields` except `static`):
 //!   - `env` (`crates/variables-env`): `prefix`, `dotenv_path`, both optional;
@@ -42,7 +47,6 @@ const TOP_LEVEL_UNCHECKED: &[&str] = &[
     "llm_compute",
     "client_tls",
     "outbound_networking",
-    "outbound_http",
     "state_dir",
     "log_dir",
     "max_instance_memory",
@@ -77,6 +81,8 @@ pub struct RuntimeConfig {
     key_value_stores: BTreeMap<String, String>,
     /// Label → the store's options (strings only; e.g. redis `url`).
     key_value_options: BTreeMap<String, BTreeMap<String, String>>,
+    /// `[outbound_http] connection_pooling` as Spin reads it; `None`: no such table.
+    connection_pooling: Option<bool>,
 }
 
 impl RuntimeConfig {
@@ -147,7 +153,7 @@ impl RuntimeConfig {
         let table: toml::Table = toml::from_str(text).context("not valid TOML")?;
         let mut config = RuntimeConfig { text: text.to_string(), ..RuntimeConfig::default() };
         for key in table.keys() {
-            let known = ["variables_provider", "config_provider", "key_value_store"].contains(&key.as_str())
+            let known = ["variables_provider", "config_provider", "key_value_store", "outbound_http"].contains(&key.as_str())
                 || TOP_LEVEL_UNCHECKED.contains(&key.as_str());
             ensure!(known, "unknown top-level key {key:?}: Spin refuses the file");
         }
@@ -172,7 +178,17 @@ impl RuntimeConfig {
                 config.key_value_options.insert(label.clone(), options);
             }
         }
+        if let Some(value) = table.get("outbound_http") {
+            let outbound = value.as_table().context("outbound_http must be a table ([outbound_http])")?;
+            config.connection_pooling = Some(parse_outbound_http(outbound).context("[outbound_http]")?);
+        }
         Ok(config)
+    }
+
+    /// Whether outbound connections are pooled across instances: Spin's default (on)
+    /// without an `[outbound_http]` table.
+    pub fn connection_pooling(&self) -> bool {
+        self.connection_pooling.unwrap_or(true)
     }
 
     /// The file's text.
@@ -292,6 +308,23 @@ fn parse_key_value_store(store: &toml::Table) -> Result<(String, BTreeMap<String
     Ok((kind, options))
 }
 
+/// `[outbound_http]` → `connection_pooling` as Spin reads it (absent: `false`).
+fn parse_outbound_http(table: &toml::Table) -> Result<bool> {
+    for key in table.keys() {
+        ensure!(
+            ["connection_pooling", "max_concurrent_requests"].contains(&key.as_str()),
+            "unknown key {key:?}: Spin refuses it (deny_unknown_fields)"
+        );
+    }
+    if let Some(limit) = table.get("max_concurrent_requests") {
+        ensure!(limit.as_integer().is_some_and(|n| n >= 0), "max_concurrent_requests must be a non-negative integer");
+    }
+    match table.get("connection_pooling") {
+        None => Ok(false),
+        Some(value) => value.as_bool().context("connection_pooling must be true or false"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,9 +375,23 @@ mod tests {
             "[key_value_store.default]\ntype = \"redis\"\nuri = \"redis://x\"\n",
             "[key_value_store.default]\ntype = \"memcached\"\n",
             "[secrets]\nx = 1\n",
+            "[outbound_http]\npooling = true\n",
+            "[outbound_http]\nconnection_pooling = \"yes\"\n",
         ];
         for text in bad {
             assert!(RuntimeConfig::from_str(text).is_err(), "accepted:\n{text}");
         }
+    }
+
+    #[test]
+    fn connection_pooling_is_on_unless_an_outbound_http_table_says_otherwise() {
+        assert!(RuntimeConfig::none().connection_pooling());
+        let on = RuntimeConfig::from_str("[outbound_http]\nconnection_pooling = true\n").unwrap();
+        assert!(on.connection_pooling());
+        let off = RuntimeConfig::from_str("[outbound_http]\nconnection_pooling = false\n").unwrap();
+        assert!(!off.connection_pooling());
+        // Spin's serde default: the table without the key turns pooling off.
+        let table_only = RuntimeConfig::from_str("[outbound_http]\nmax_concurrent_requests = 10\n").unwrap();
+        assert!(!table_only.connection_pooling());
     }
 }
