@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use graph_revoke_test_host::bench_support::{env_number, load_average};
-use graph_revoke_test_host::{Component, HostCalls, Manifest, MockServer, RuntimeConfig, TestApp, TestRequest};
+use graph_revoke_test_host::{Component, HostCalls, KeyValueBackend, Manifest, MockServer, RuntimeConfig, TestApp, TestRequest};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -113,15 +113,17 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
     } else {
         RuntimeConfig::from_str("[outbound_http]\nconnection_pooling = false\n").unwrap()
     };
-    let start_with = |component: &Arc<Component>, variables: &[(&str, &str)]| {
+    let start_on = |component: &Arc<Component>, variables: &[(&str, &str)], store: KeyValueBackend| {
         Arc::new(
             TestApp::builder(component.clone(), &manifest)
                 .variables(variables.iter().copied())
                 .runtime_config(runtime_config.clone())
+                .shared_key_value(&store)
                 .start()
                 .unwrap(),
         )
     };
+    let start_with = |component: &Arc<Component>, variables: &[(&str, &str)]| start_on(component, variables, KeyValueBackend::new());
     let start = |component: &Arc<Component>| start_with(component, &variables);
     let (hello, health, revoke) = (start(&hello_component), start(&revoke_component), start(&revoke_component));
     let revoke_request = || {
@@ -136,6 +138,16 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
     let token_request = move || {
         TestRequest::post("/revoke").header("authorization", authorization).json(&json!({ "userId": "adele.vance@contoso.com" }))
     };
+
+    // The same warm revoke with the `default` store run as Spin runs its `spin` store:
+    // Spin's default (a SQLite file, `.spin/sqlite_key_value.db`; here in the temporary
+    // directory, on this machine the project's disk) and the same store in memory
+    // (`[key_value_store.default] type = "spin"`, no `path`).
+    let state_dir = std::env::temp_dir().join(format!("graph-revoke-host-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let sqlite_file = KeyValueBackend::spin_sqlite(Some(&state_dir.join("sqlite_key_value.db"))).unwrap();
+    let on_sqlite_file = start_on(&revoke_component, &variables, sqlite_file);
+    let on_sqlite_memory = start_on(&revoke_component, &variables, KeyValueBackend::spin_sqlite(None).unwrap());
 
     let mut components = vec![hello_component.clone(), revoke_component.clone()];
     let mut scenarios = vec![
@@ -161,6 +173,18 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
             name: "warm revoke, Entra ID token",
             app: Some(token_revoke.clone()),
             send: sender(token_revoke, token_request, 200),
+            totals: Totals::default(),
+        },
+        Scenario {
+            name: "warm revoke, Spin's default store (a SQLite file)",
+            app: Some(on_sqlite_file.clone()),
+            send: sender(on_sqlite_file, revoke_request, 200),
+            totals: Totals::default(),
+        },
+        Scenario {
+            name: "warm revoke, a `spin` store in memory",
+            app: Some(on_sqlite_memory.clone()),
+            send: sender(on_sqlite_memory, revoke_request, 200),
             totals: Totals::default(),
         },
         Scenario {
@@ -243,6 +267,7 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
         }
     }
     let load_after = load_average();
+    let _ = std::fs::remove_dir_all(&state_dir);
     print_table(&scenarios, &components);
     println!();
     println!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use graph_revoke_test_host::{Component, Manifest, MockServer, TestApp, TestRequest};
+use graph_revoke_test_host::{Component, KeyValueBackend, Manifest, MockServer, TestApp, TestRequest};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -23,6 +23,8 @@ mod tokens;
 /// Requests timed in the warm and floor series (after as many untimed warm-up ones).
 const SAMPLES: usize = 2000;
 const WARM_UP: usize = 200;
+/// Warm revokes timed with Spin's default store, a SQLite file.
+const SQLITE_SAMPLES: usize = 500;
 /// Cold first requests timed, each in a newly started app.
 const COLD_SAMPLES: usize = 50;
 /// Requests of 100 users timed (each is 5 batches of 20).
@@ -158,6 +160,28 @@ async fn run() {
     let rate = |samples: &[Duration]| samples.len() as f64 / samples.iter().sum::<Duration>().as_secs_f64();
     let (warm_rate, floor_rate) = (rate(&warm), rate(&floor));
 
+    // The warm revoke with the `default` store as Spin's default: a SQLite file, where the
+    // brake's `increment` is a durable write transaction (here in the temporary directory,
+    // on this machine the project's disk).
+    let state_dir = std::env::temp_dir().join(format!("graph-revoke-revoke-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let sqlite_store = KeyValueBackend::spin_sqlite(Some(&state_dir.join("sqlite_key_value.db"))).unwrap();
+    let on_file = TestApp::builder(component.clone(), &manifest)
+        .variables(variables.iter().copied())
+        .shared_key_value(&sqlite_store)
+        .start()
+        .unwrap();
+    let mut warm_on_file = Vec::new();
+    for i in 0..WARM_UP + SQLITE_SAMPLES {
+        let t = Instant::now();
+        assert_eq!(on_file.send(request()).await.unwrap().status, 200);
+        if i >= WARM_UP {
+            warm_on_file.push(t.elapsed());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let (file_p50, file_p99) = percentiles(&mut warm_on_file);
+
     // 100 users in one request: five $batch calls of 20, up to four in flight.
     let hundred: Vec<String> = (0..100).map(|i| format!("user{i}@contoso.com")).collect();
     let many_request = || TestRequest::post("/revoke").header("x-api-key", API_KEY).json(&json!({ "userIds": hundred }));
@@ -195,6 +219,7 @@ async fn run() {
         "| warm p50 / (hello p50 + floor p50) (issue 10: at most 1.3x, goal 1.2x) | {:.2}x |",
         warm_p50.as_secs_f64() / (hello_p50 + floor_p50).as_secs_f64()
     );
+    println!("| warm revoke with Spin's default store (a SQLite file): p50 / p99 of {SQLITE_SAMPLES} | {} / {} |", ms(file_p50), ms(file_p99));
     println!("| /healthz, no outbound call (instantiate + settings + answer): p50 / p99 | {} / {} |", ms(health_p50), ms(health_p99));
     println!("| cold first request (instantiate + token + revoke): p50 / p99 of {COLD_SAMPLES} | {} / {} |", ms(cold_p50), ms(cold_p99));
     println!("| outbound calls per warm revoke: API key / Entra ID token (JWKS cached) | {outbound_per_warm:.2} / {outbound_per_token:.2} |");

@@ -239,10 +239,30 @@ fn every_runtime_config_file_is_one_spin_accepts() {
         if config.providers().iter().any(|p| p.kind().is_vault()) {
             assert_eq!(config.providers()[0].kind(), ProviderKind::Env, "{}", path.display());
         }
+        // Never Spin's default store (a SQLite file: a durable write per revoke): one in
+        // memory for one process, Redis for replicas.
+        let store = config.key_value_stores().get("default").map(String::as_str);
+        assert!(matches!(store, Some("spin") | Some("redis")), "{}: [key_value_store.default] is {store:?}", path.display());
+        if store == Some("spin") {
+            assert_eq!(config.key_value_option("default", "path"), None, "{}: a `spin` store with a path is a file", path.display());
+        }
         checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
     }
     checked.sort();
-    assert_eq!(checked, ["azure-key-vault.toml", "redis-replicas.toml", "vault.toml"]);
+    assert_eq!(checked, ["azure-key-vault.toml", "local.toml", "redis-replicas.toml", "vault.toml"]);
+}
+
+/// The README's run command starts Spin with `runtime-config/local.toml` (the store in
+/// memory), and so does every `spin up` it shows with a file of `runtime-config/`.
+#[test]
+fn the_readme_runs_spin_with_a_runtime_config_of_this_repo() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let run = readme.lines().find(|l| l.contains("spin build --up")).expect("the README's run command");
+    assert!(run.trim_end().ends_with("spin build --up --runtime-config-file runtime-config/local.toml"), "{run}");
+    for line in readme.lines().filter(|l| l.contains("--runtime-config-file")) {
+        let file = line.split("--runtime-config-file").nth(1).unwrap().split_whitespace().next().unwrap();
+        assert!(root().join(file).is_file(), "{line}: no {file}");
+    }
 }
 
 #[test]

@@ -31,7 +31,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::component::Component;
 use crate::host_calls::{CountedOutput, HostCalls, RequestCalls, Stdio, Tally};
-use crate::key_value::{KeyValueAccess, KeyValueBackend, SharedMap, DEFAULT_STORE};
+use crate::key_value::{KeyValueAccess, KeyValueBackend, DEFAULT_STORE};
 use crate::manifest::Manifest;
 use crate::outbound::{AllowedHostsCheck, OutboundPolicy};
 use crate::outbound_client::OutboundClient;
@@ -79,8 +79,8 @@ pub struct TestApp {
     route: Route,
     environment: Vec<(String, String)>,
     key_value: KeyValueAccess,
-    /// The `default` store's contents, reachable by tests even when the guest cannot.
-    store: SharedMap,
+    /// The `default` store, reachable by tests even when the guest cannot.
+    store: KeyValueBackend,
     denied: Arc<Mutex<Vec<String>>>,
     kept_off_network: Arc<Mutex<Vec<String>>>,
     /// Outbound HTTP, its idle connections shared by every instance of the app.
@@ -134,7 +134,7 @@ impl TestApp {
                 "unknown key_value_stores label {label:?}: the test host provides only \"default\""
             );
         }
-        let store = backend.map(|b| b.0).unwrap_or_default();
+        let store = backend.unwrap_or_default();
         let key_value = KeyValueAccess {
             allowed: labels.clone(),
             default_store: key_value_store.then(|| store.clone()),
@@ -282,16 +282,13 @@ impl TestApp {
 
     /// A value of the `default` key-value store.
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-        self.store.lock().unwrap().get(key).cloned()
+        self.store.get(key)
     }
 
     /// Sets a value of the `default` key-value store (e.g. to plant or corrupt a cache
     /// entry). With `key_value_store: false` the guest cannot see it.
     pub fn kv_set(&self, key: &str, value: &[u8]) {
-        self.store
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), value.to_vec());
+        self.store.set(key, value);
     }
 
     /// Provider lookups since the app started or the counts were last reset.
@@ -322,7 +319,7 @@ impl TestApp {
 
     /// The `default` store's backend, to share it with another app.
     pub fn key_value_backend(&self) -> KeyValueBackend {
-        KeyValueBackend(self.store.clone())
+        self.store.clone()
     }
 
     /// What the requests so far made the host do (calls per interface, stdout writes,
@@ -334,9 +331,7 @@ impl TestApp {
 
     /// The keys of the `default` key-value store, sorted.
     pub fn kv_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.store.lock().unwrap().keys().cloned().collect();
-        keys.sort();
-        keys
+        self.store.keys()
     }
 
     fn new_store(&self, stdout: MemoryOutputPipe, stderr: MemoryOutputPipe, peak_memory: Arc<AtomicUsize>) -> Store<HostState> {

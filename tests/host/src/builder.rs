@@ -159,6 +159,19 @@ impl AppBuilder {
         // Spin always appends the environment provider (`providers.extend(var_provider)`).
         providers.push(Provider::Env { prefix: DEFAULT_ENV_PREFIX.to_string(), environment });
         let variables = Variables::new(&self.manifest, ProviderChain::new(providers))?;
-        TestApp::assemble(self.component, &self.manifest, variables, self.key_value_store, self.backend, self.runtime_config.connection_pooling())
+        // A `spin` store without `path` is Spin's SQLite in memory: run it for its cost. (Other
+        // stores, and no `[key_value_store.default]` at all, are the map alone; Spin's
+        // default, a SQLite file, is `KeyValueBackend::spin_sqlite(Some(path))`.)
+        let backend = match (self.backend, self.runtime_config.key_value_stores().get(DEFAULT_STORE)) {
+            (Some(backend), _) => Some(backend),
+            (None, Some(kind)) if kind == "spin" => {
+                if self.runtime_config.key_value_option(DEFAULT_STORE, "path").is_some() {
+                    bail!("[key_value_store.default] type = \"spin\" with a path: give the app KeyValueBackend::spin_sqlite(Some(path)) instead");
+                }
+                Some(KeyValueBackend::spin_sqlite(None)?)
+            }
+            (None, _) => None,
+        };
+        TestApp::assemble(self.component, &self.manifest, variables, self.key_value_store, backend, self.runtime_config.connection_pooling())
     }
 }
