@@ -1,4 +1,4 @@
-//! `wasi:keyvalue/store` and `wasi:keyvalue/atomics`: the app's `default` store, in memory.
+//! `wasi:keyvalue/store` and `wasi:keyvalue/atomics`: the app's `default` store, a map in memory (with Spin's SQLite beside it on demand).
 //!
 //! Spin gives an application one `default` store (a SQLite file) that every request of
 //! every instance shares; the component keeps its Graph token and the abuse brake's
