@@ -40,12 +40,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use graph_revoke_test_host::bench_support::{env_number, load_average};
+use graph_revoke_test_host::bench_support::{env_number, floor, load_average};
 use graph_revoke_test_host::{Component, HostCalls, KeyValueBackend, Manifest, MockServer, RuntimeConfig, TestApp, TestRequest};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 // Entra ID caller tokens minted as the tests mint them (keys generated at start-up).
@@ -191,15 +187,15 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
             name: "floor: the Graph call, direct",
             app: None,
             send: {
-                let addr = Arc::new(mocks.graph_url.trim_start_matches("http://").to_string());
-                let pool = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+                let (graph_url, bearer) = (Arc::new(mocks.graph_url.clone()), Arc::new(mocks.bearer.clone()));
+                let pool = floor::pooled_client();
                 Arc::new(move || {
-                    let (addr, pool) = (addr.clone(), pool.clone());
+                    let (graph_url, bearer, pool) = (graph_url.clone(), bearer.clone(), pool.clone());
                     Box::pin(async move {
                         if pooling {
-                            pooled_round_trip(&pool, &addr).await
+                            floor::on_kept_open_connection(&pool, &graph_url, &bearer).await
                         } else {
-                            direct_round_trip(&addr).await
+                            floor::on_new_connection(&graph_url, &bearer).await
                         }
                     })
                 })
@@ -409,6 +405,8 @@ fn add(a: &HostCalls, b: &HostCalls) -> HostCalls {
 struct Mocks {
     login_url: String,
     graph_url: String,
+    /// `Bearer <token>`: a token the mock identity platform issued, for the floor's calls.
+    bearer: String,
     /// The serving thread's `schedstat` file.
     schedstat: PathBuf,
 }
@@ -426,14 +424,15 @@ impl Mocks {
                     let graph = MockServer::start_trusting(&login).await;
                     // `/proc/thread-self` links to `<pid>/task/<tid>`.
                     let task = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self (Linux only)");
-                    tx.send((login.base_url(), graph.base_url(), PathBuf::from("/proc").join(task).join("schedstat")))
+                    let bearer = format!("Bearer {}", login.issue_token());
+                    tx.send((login.base_url(), graph.base_url(), bearer, PathBuf::from("/proc").join(task).join("schedstat")))
                         .unwrap();
                     std::future::pending::<()>().await;
                 });
             })
             .unwrap();
-        let (login_url, graph_url, schedstat) = rx.recv().unwrap();
-        Mocks { login_url, graph_url, schedstat }
+        let (login_url, graph_url, bearer, schedstat) = rx.recv().unwrap();
+        Mocks { login_url, graph_url, bearer, schedstat }
     }
 
     /// CPU time the mocks' thread has used (nanosecond resolution).
@@ -451,35 +450,4 @@ fn process_cpu() -> Duration {
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_secs_f64(ticks as f64 / CLOCK_TICKS_PER_SECOND)
-}
-
-/// The call a warm revoke makes, through a pooled client as Spin's (connections kept
-/// open between calls).
-async fn pooled_round_trip(pool: &Client<HttpConnector, Full<Bytes>>, addr: &str) {
-    let request = graph_call(addr, format!("http://{addr}/v1.0/users/adele.vance@contoso.com/revokeSignInSessions"));
-    let response = pool.request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    response.into_body().collect().await.unwrap();
-}
-
-/// `POST /v1.0/users/{id}/revokeSignInSessions` as the component sends it, to `uri`.
-fn graph_call(addr: &str, uri: String) -> http::Request<Full<Bytes>> {
-    http::Request::post(uri)
-        .header("host", addr)
-        .header("authorization", "Bearer mock-access-token-1")
-        .header("content-length", "0")
-        .body(Full::new(Bytes::new()))
-        .unwrap()
-}
-
-/// One `POST /v1.0/users/{id}/revokeSignInSessions` on a new connection, body read: the
-/// call a warm revoke makes when the host opens a connection per request.
-async fn direct_round_trip(addr: &str) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
-    let request = graph_call(addr, "/v1.0/users/adele.vance@contoso.com/revokeSignInSessions".to_string());
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    response.into_body().collect().await.unwrap();
 }

@@ -8,11 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use graph_revoke_test_host::bench_support::floor;
 use graph_revoke_test_host::{Component, KeyValueBackend, Manifest, MockServer, TestApp, TestRequest};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 // Entra ID caller tokens minted as the tests mint them (keys generated at start-up).
@@ -113,12 +110,11 @@ async fn run() {
     // sample by sample, so that whatever else the machine does falls on all of them alike.
     // The floor's client keeps its connection open between calls, as the host's pool
     // does for the component (Spin 3.5 and later).
-    let floor_client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let floor_client = floor::pooled_client();
     let bearer = format!("Bearer {}", login.issue_token());
-    let graph_addr = graph_url.trim_start_matches("http://").to_string();
     for _ in 0..WARM_UP {
-        direct_round_trip(&floor_client, &graph_url, &bearer).await;
-        new_connection_round_trip(&graph_addr, &bearer).await;
+        floor::on_kept_open_connection(&floor_client, &graph_url, &bearer).await;
+        floor::on_new_connection(&graph_url, &bearer).await;
     }
     let graph_before = graph.calls().len();
     let login_before = login.calls().len();
@@ -137,12 +133,12 @@ async fn run() {
         warm_revokes += 1;
 
         let t = Instant::now();
-        direct_round_trip(&floor_client, &graph_url, &bearer).await;
+        floor::on_kept_open_connection(&floor_client, &graph_url, &bearer).await;
         floor.push(t.elapsed());
 
         // The same call on a connection of its own (what `curl` against the mock measures).
         let t = Instant::now();
-        new_connection_round_trip(&graph_addr, &bearer).await;
+        floor::on_new_connection(&graph_url, &bearer).await;
         floor_new.push(t.elapsed());
 
         // No outbound call at all: what instantiating and running the component costs.
@@ -243,35 +239,6 @@ async fn run() {
     println!("| component size | {} bytes ({:.1} KiB) |", component.size_bytes(), component.size_bytes() as f64 / 1024.0);
     println!("| peak linear memory per instance: one user / 100 users | {} KiB / {} KiB |", peak_memory / 1024, many_peak_memory / 1024);
     println!("| compiling the component (once per process, as Spin does ahead of time) | {} |", ms(compile));
-}
-
-/// One `POST /v1.0/users/{id}/revokeSignInSessions` on the client's kept-open connection,
-/// body read.
-async fn direct_round_trip(client: &Client<HttpConnector, Full<Bytes>>, graph_url: &str, bearer: &str) {
-    let request = http::Request::post(format!("{graph_url}/v1.0/users/adele.vance@contoso.com/revokeSignInSessions"))
-        .header("authorization", bearer)
-        .header("content-length", "0")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    response.into_body().collect().await.unwrap();
-}
-
-/// The same call on a connection opened for it and closed after it.
-async fn new_connection_round_trip(addr: &str, bearer: &str) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::post("/v1.0/users/adele.vance@contoso.com/revokeSignInSessions")
-        .header("host", addr)
-        .header("authorization", bearer)
-        .header("content-length", "0")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    response.into_body().collect().await.unwrap();
 }
 
 /// p50 and p99 of `samples` (sorted in place).

@@ -122,7 +122,6 @@ impl tower_service::Service<Uri> for Connector {
                 .await
                 .map_err(|_| ConnectFailure::Timeout)?
                 .map_err(|_| ConnectFailure::Refused)?;
-            let _ = stream.set_nodelay(true);
             Ok(TokioIo::new(stream))
         })
     }
