@@ -13,7 +13,7 @@
 //! Every call here crosses the component boundary (a lift and lower of its arguments, a
 //! resource-table lookup, often an allocation in the host; in Spin also a tracing span),
 //! and a fresh instance per request pays them all again, so each request asks only what
-//! it needs (`tests/host_calls.rs` pins the counts, and lists a warm revoke's 63):
+//! it needs (`tests/host_calls.rs` pins the counts, and lists a warm revoke's 65):
 //! - waiting costs one `subscribe-*` per thing waited for, and the executor's one `poll`
 //!   for everything pending; whether a pollable was ready is learnt from its waker (see
 //!   [`Registration`]), not by asking again; a timer is `subscribe-duration` (no clock
@@ -64,6 +64,9 @@ pub struct WasiHost {
     /// cache then simply misses, and every request fetches its own token; the abuse
     /// brake cannot count, and lets requests through.
     store: OnceCell<Option<key_value::Bucket>>,
+    /// The request's one wall-clock reading in seconds, taken on first use (see
+    /// [`Host::unix_now`] below).
+    unix_now: OnceCell<u64>,
 }
 
 impl WasiHost {
@@ -91,6 +94,18 @@ impl Host for WasiHost {
 
     fn wall_now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    /// Read once per request and kept (one host call instead of one per use): the first
+    /// uses are at the start of the flow (a caller token's `exp`/`nbf`, the brake's
+    /// window, the token cache's freshness), where it is the time to the second. A later
+    /// use (a token fetched after retries, its client assertion) gets a time at most the
+    /// time budget old, against margins of minutes: a fetched token is then cached as
+    /// expiring that much sooner, never later, and an assertion's `nbf` is that much
+    /// earlier. `wall_now` (a `Retry-After` date, the proof's estimate, the log line)
+    /// reads the clock afresh.
+    fn unix_now(&self) -> u64 {
+        *self.unix_now.get_or_init(|| self.wall_now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
     }
 
     fn random_u32(&self) -> u32 {
