@@ -105,6 +105,11 @@ struct SpinSqlite {
 
 /// The store's name in Spin's table (its label).
 const SQLITE_STORE_NAME: &str = DEFAULT_STORE;
+/// Spin's read of one value (`get`, and the first step of `increment`).
+const SQLITE_SELECT: &str = "SELECT value FROM spin_key_value WHERE store=$1 AND key=$2";
+/// Spin's write of one value (`set`, and the second step of `increment`).
+const SQLITE_UPSERT: &str = "INSERT INTO spin_key_value (store, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT(store, key) DO UPDATE SET value=$3";
 
 impl SpinSqlite {
     fn open(file: Option<&Path>) -> anyhow::Result<SpinSqlite> {
@@ -126,7 +131,7 @@ impl SpinSqlite {
 
     fn get(&self, key: &str) -> rusqlite::Result<()> {
         let connection = self.connection.lock().unwrap();
-        let mut statement = connection.prepare_cached("SELECT value FROM spin_key_value WHERE store=$1 AND key=$2")?;
+        let mut statement = connection.prepare_cached(SQLITE_SELECT)?;
         let mut rows = statement.query_map([SQLITE_STORE_NAME, key], |row| row.get::<_, Vec<u8>>(0))?;
         rows.next().transpose()?;
         Ok(())
@@ -134,12 +139,7 @@ impl SpinSqlite {
 
     fn set(&self, key: &str, value: &[u8]) -> rusqlite::Result<()> {
         let connection = self.connection.lock().unwrap();
-        connection
-            .prepare_cached(
-                "INSERT INTO spin_key_value (store, key, value) VALUES ($1, $2, $3)
-                 ON CONFLICT(store, key) DO UPDATE SET value=$3",
-            )?
-            .execute(rusqlite::params![SQLITE_STORE_NAME, key, value])?;
+        connection.prepare_cached(SQLITE_UPSERT)?.execute(rusqlite::params![SQLITE_STORE_NAME, key, value])?;
         Ok(())
     }
 
@@ -155,15 +155,12 @@ impl SpinSqlite {
         let mut connection = self.connection.lock().unwrap();
         let transaction = connection.transaction()?;
         transaction
-            .prepare_cached("SELECT value FROM spin_key_value WHERE store=$1 AND key=$2")?
+            .prepare_cached(SQLITE_SELECT)?
             .query_map([SQLITE_STORE_NAME, key], |row| row.get::<_, Vec<u8>>(0))?
             .next()
             .transpose()?;
         transaction
-            .prepare_cached(
-                "INSERT INTO spin_key_value (store, key, value) VALUES ($1, $2, $3)
-                 ON CONFLICT(store, key) DO UPDATE SET value=$3",
-            )?
+            .prepare_cached(SQLITE_UPSERT)?
             .execute(rusqlite::params![SQLITE_STORE_NAME, key, new_value.to_le_bytes()])?;
         transaction.commit()
     }
@@ -361,7 +358,7 @@ mod tests {
     impl SpinSqlite {
         fn value(&self, key: &str) -> Option<Vec<u8>> {
             let connection = self.connection.lock().unwrap();
-            let mut statement = connection.prepare("SELECT value FROM spin_key_value WHERE store=$1 AND key=$2").unwrap();
+            let mut statement = connection.prepare(SQLITE_SELECT).unwrap();
             let value = statement.query_map([SQLITE_STORE_NAME, key], |row| row.get(0)).unwrap().next().transpose().unwrap();
             value
         }
