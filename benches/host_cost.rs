@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use graph_revoke_test_host::bench_support::{env_number, floor, load_average};
+use graph_revoke_test_host::bench_support::{env_number, floor, load_average, SpinDefaultStore};
 use graph_revoke_test_host::{Component, HostCalls, KeyValueBackend, Manifest, MockServer, RuntimeConfig, TestApp, TestRequest};
 use serde_json::json;
 
@@ -136,13 +136,10 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
     };
 
     // The same warm revoke with the `default` store run as Spin runs its `spin` store:
-    // Spin's default (a SQLite file, `.spin/sqlite_key_value.db`; here in the temporary
-    // directory, on this machine the project's disk) and the same store in memory
+    // Spin's default (a SQLite file) and the same store in memory
     // (`[key_value_store.default] type = "spin"`, no `path`).
-    let state_dir = std::env::temp_dir().join(format!("graph-revoke-host-cost-{}", std::process::id()));
-    std::fs::create_dir_all(&state_dir).unwrap();
-    let sqlite_file = KeyValueBackend::spin_sqlite(Some(&state_dir.join("sqlite_key_value.db"))).unwrap();
-    let on_sqlite_file = start_on(&revoke_component, &variables, sqlite_file);
+    let sqlite_file = SpinDefaultStore::create("host-cost");
+    let on_sqlite_file = start_on(&revoke_component, &variables, sqlite_file.backend.clone());
     let on_sqlite_memory = start_on(&revoke_component, &variables, KeyValueBackend::spin_sqlite(None).unwrap());
 
     let mut components = vec![hello_component.clone(), revoke_component.clone()];
@@ -263,7 +260,7 @@ async fn run(mocks: Mocks, length: Duration, rounds: usize) {
         }
     }
     let load_after = load_average();
-    let _ = std::fs::remove_dir_all(&state_dir);
+    drop(sqlite_file);
     print_table(&scenarios, &components);
     println!();
     println!(

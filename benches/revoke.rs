@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use graph_revoke_test_host::bench_support::floor;
-use graph_revoke_test_host::{Component, KeyValueBackend, Manifest, MockServer, TestApp, TestRequest};
+use graph_revoke_test_host::bench_support::{floor, SpinDefaultStore};
+use graph_revoke_test_host::{Component, Manifest, MockServer, TestApp, TestRequest};
 use serde_json::json;
 
 // Entra ID caller tokens minted as the tests mint them (keys generated at start-up).
@@ -165,14 +165,11 @@ async fn run() {
     let (warm_rate, floor_rate) = (rate(&warm), rate(&floor));
 
     // The warm revoke with the `default` store as Spin's default: a SQLite file, where the
-    // brake's `increment` is a durable write transaction (here in the temporary directory,
-    // on this machine the project's disk).
-    let state_dir = std::env::temp_dir().join(format!("graph-revoke-revoke-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&state_dir).unwrap();
-    let sqlite_store = KeyValueBackend::spin_sqlite(Some(&state_dir.join("sqlite_key_value.db"))).unwrap();
+    // brake's `increment` is a durable write transaction.
+    let sqlite_file = SpinDefaultStore::create("revoke-bench");
     let on_file = TestApp::builder(component.clone(), &manifest)
         .variables(variables.iter().copied())
-        .shared_key_value(&sqlite_store)
+        .shared_key_value(&sqlite_file.backend)
         .start()
         .unwrap();
     let mut warm_on_file = Vec::new();
@@ -183,7 +180,7 @@ async fn run() {
             warm_on_file.push(t.elapsed());
         }
     }
-    let _ = std::fs::remove_dir_all(&state_dir);
+    drop((on_file, sqlite_file));
     let (file_p50, file_p99) = percentiles(&mut warm_on_file);
 
     // 100 users in one request: five $batch calls of 20, up to four in flight.

@@ -15,6 +15,30 @@ pub fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Spin's default `default` store, a SQLite file (`.spin/sqlite_key_value.db` next to the
+/// app; here in a directory of its own under the temporary directory, on this machine the
+/// project's disk), removed when this is dropped. Its `backend` runs Spin's statements.
+pub struct SpinDefaultStore {
+    pub backend: crate::KeyValueBackend,
+    dir: std::path::PathBuf,
+}
+
+impl SpinDefaultStore {
+    /// A new, empty store file for the benchmark `name`.
+    pub fn create(name: &str) -> SpinDefaultStore {
+        let dir = std::env::temp_dir().join(format!("graph-revoke-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let backend = crate::KeyValueBackend::spin_sqlite(Some(&dir.join("sqlite_key_value.db"))).unwrap();
+        SpinDefaultStore { backend, dir }
+    }
+}
+
+impl Drop for SpinDefaultStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The benchmarks' "floor": the Graph call a warm revoke makes, sent from native code
 /// straight to the mock, to set against what the same call costs through the component.
 pub mod floor {
